@@ -1,0 +1,190 @@
+"""Geometry, warping and losses of Monodepth2, shared by training, evaluation and tests."""
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+
+def disp_to_depth(disp, min_depth, max_depth):
+    """Map the decoder's sigmoid output to (scaled disparity, depth) in [min_depth, max_depth]."""
+    min_disp = 1 / max_depth
+    max_disp = 1 / min_depth
+    scaled_disp = min_disp + (max_disp - min_disp) * disp
+    return scaled_disp, 1 / scaled_disp
+
+
+def rot_from_axisangle(vec):
+    """4x4 rotation matrices (B x 4 x 4) from axis-angle vectors of shape B x 1 x 3."""
+    angle = paddle.linalg.norm(vec, p=2, axis=2, keepdim=True)
+    axis = vec / (angle + 1e-7)
+    ca = paddle.cos(angle)[:, 0, 0]
+    sa = paddle.sin(angle)[:, 0, 0]
+    c = 1 - ca
+    x, y, z = axis[:, 0, 0], axis[:, 0, 1], axis[:, 0, 2]
+    xs, ys, zs = x * sa, y * sa, z * sa
+    xc, yc, zc = x * c, y * c, z * c
+    xyc, yzc, zxc = x * yc, y * zc, z * xc
+    zero, one = paddle.zeros_like(x), paddle.ones_like(x)
+    rows = [x * xc + ca, xyc - zs, zxc + ys, zero,
+            xyc + zs, y * yc + ca, yzc - xs, zero,
+            zxc - ys, yzc + xs, z * zc + ca, zero,
+            zero, zero, zero, one]
+    return paddle.stack(rows, axis=1).reshape([-1, 4, 4])
+
+
+def get_translation_matrix(translation):
+    """4x4 translation matrices from vectors of shape B x 1 x 3 (or B x 3)."""
+    t = translation.reshape([-1, 3, 1])
+    b = t.shape[0]
+    top = paddle.concat([paddle.eye(3, dtype=t.dtype).expand([b, 3, 3]), t], axis=2)
+    bottom = paddle.to_tensor([[[0, 0, 0, 1]]], dtype=t.dtype).expand([b, 1, 4])
+    return paddle.concat([top, bottom], axis=1)
+
+
+def transformation_from_parameters(axisangle, translation, invert=False):
+    """Camera transform from the pose network's outputs; `invert` gives the inverse motion."""
+    R = rot_from_axisangle(axisangle)
+    if invert:
+        return paddle.matmul(R.transpose([0, 2, 1]), get_translation_matrix(-translation))
+    return paddle.matmul(get_translation_matrix(translation), R)
+
+
+def init_like_torch(layer):
+    """PyTorch's default initialisation for every Conv2D/Linear in `layer`.
+
+    Paddle's defaults differ (Xavier weights, zero biases); training from scratch
+    should start where the reference starts: uniform in +-1/sqrt(fan_in)."""
+    for m in [layer] + layer.sublayers():
+        if isinstance(m, (nn.Conv2D, nn.Linear)):
+            shape = m.weight.shape
+            fan_in = int(np.prod(shape[1:])) if isinstance(m, nn.Conv2D) else shape[0]
+            init = nn.initializer.Uniform(-1 / np.sqrt(fan_in), 1 / np.sqrt(fan_in))
+            init(m.weight)
+            if m.bias is not None:
+                init(m.bias)
+
+
+class Conv3x3(nn.Layer):
+    """3x3 convolution on a reflection- (or zero-) padded input, keeping the size."""
+
+    def __init__(self, in_channels, out_channels, use_refl=True):
+        super().__init__()
+        self.pad = nn.Pad2D(1, mode="reflect" if use_refl else "constant")
+        self.conv = nn.Conv2D(int(in_channels), int(out_channels), 3)
+
+    def forward(self, x):
+        return self.conv(self.pad(x))
+
+
+class ConvBlock(nn.Layer):
+    """Conv3x3 followed by ELU."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.conv = Conv3x3(in_channels, out_channels)
+        self.nonlin = nn.ELU()
+
+    def forward(self, x):
+        return self.nonlin(self.conv(x))
+
+
+def upsample(x):
+    """Nearest-neighbour upsampling by 2."""
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+class BackprojectDepth(nn.Layer):
+    """Depth map (B x 1 x H x W) to homogeneous camera points (B x 4 x H*W)."""
+
+    def __init__(self, height, width):
+        super().__init__()
+        self.height, self.width = height, width
+        xs, ys = np.meshgrid(np.arange(width), np.arange(height), indexing="xy")
+        pix = np.stack([xs.ravel(), ys.ravel(), np.ones(height * width)])[None]
+        pix = pix.astype(paddle.get_default_dtype())
+        self.register_buffer("pix_coords", paddle.to_tensor(pix), persistable=False)
+
+    def forward(self, depth, inv_K):
+        rays = paddle.matmul(inv_K[:, :3, :3], self.pix_coords)
+        points = depth.reshape([depth.shape[0], 1, -1]) * rays
+        return paddle.concat([points, paddle.ones_like(points[:, :1])], axis=1)
+
+
+class Project3D(nn.Layer):
+    """Camera points to grid_sample coordinates in [-1, 1] (B x H x W x 2) of the camera K.T.
+
+    Normalising by W-1 and H-1 is what the reference does; it matches grid_sample
+    with align_corners=True."""
+
+    def __init__(self, height, width, eps=1e-7):
+        super().__init__()
+        self.height, self.width, self.eps = height, width, eps
+
+    def forward(self, points, K, T):
+        P = paddle.matmul(K, T)[:, :3, :]
+        cam = paddle.matmul(P, points)
+        pix = cam[:, :2, :] / (cam[:, 2:3, :] + self.eps)
+        pix = pix.reshape([-1, 2, self.height, self.width]).transpose([0, 2, 3, 1])
+        scale = paddle.to_tensor([self.width - 1, self.height - 1], dtype=pix.dtype)
+        return (pix / scale - 0.5) * 2
+
+
+def warp(image, grid):
+    """Bilinear, border-padded sampling of `image` at `grid` (align_corners=True).
+
+    Paddle 3.3's grid_sample backward crashes (segfault) when the grid needs a gradient
+    but the image does not, which is always the case for the input frames here. The image
+    is therefore handed over as a fresh leaf that asks for a gradient; that gradient is
+    computed and dropped, the one to the grid is exact."""
+    if image.stop_gradient and not grid.stop_gradient:
+        image = image.detach()
+        image.stop_gradient = False
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+class SSIM(nn.Layer):
+    """Per-pixel (1 - SSIM) / 2 over 3x3 windows of reflection-padded images."""
+
+    C1 = 0.01 ** 2
+    C2 = 0.03 ** 2
+
+    def __init__(self):
+        super().__init__()
+        self.refl = nn.Pad2D(1, mode="reflect")
+        self.pool = nn.AvgPool2D(3, 1)
+
+    def forward(self, x, y):
+        x, y = self.refl(x), self.refl(y)
+        # one pooling pass over all five moments instead of five passes
+        moments = self.pool(paddle.concat([x, y, x * x, y * y, x * y], axis=1))
+        mu_x, mu_y, xx, yy, xy = paddle.split(moments, 5, axis=1)
+        sigma_x = xx - mu_x ** 2
+        sigma_y = yy - mu_y ** 2
+        sigma_xy = xy - mu_x * mu_y
+        n = (2 * mu_x * mu_y + self.C1) * (2 * sigma_xy + self.C2)
+        d = (mu_x ** 2 + mu_y ** 2 + self.C1) * (sigma_x + sigma_y + self.C2)
+        return paddle.clip((1 - n / d) / 2, 0, 1)
+
+
+def get_smooth_loss(disp, img):
+    """Edge-aware smoothness: disparity gradients, down-weighted where the image has edges."""
+    grad_disp_x = paddle.abs(disp[:, :, :, :-1] - disp[:, :, :, 1:])
+    grad_disp_y = paddle.abs(disp[:, :, :-1, :] - disp[:, :, 1:, :])
+    grad_img_x = paddle.mean(paddle.abs(img[:, :, :, :-1] - img[:, :, :, 1:]), 1, keepdim=True)
+    grad_img_y = paddle.mean(paddle.abs(img[:, :, :-1, :] - img[:, :, 1:, :]), 1, keepdim=True)
+    return (grad_disp_x * paddle.exp(-grad_img_x)).mean() + \
+        (grad_disp_y * paddle.exp(-grad_img_y)).mean()
+
+
+def compute_depth_errors(gt, pred):
+    """The seven KITTI depth metrics of matching 1-D arrays of valid pixels (NumPy, float64):
+    abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3."""
+    gt = np.asarray(gt, dtype=np.float64)
+    pred = np.asarray(pred, dtype=np.float64)
+    thresh = np.maximum(gt / pred, pred / gt)
+    a1, a2, a3 = [(thresh < 1.25 ** k).mean() for k in (1, 2, 3)]
+    rmse = np.sqrt(((gt - pred) ** 2).mean())
+    rmse_log = np.sqrt(((np.log(gt) - np.log(pred)) ** 2).mean())
+    abs_rel = np.mean(np.abs(gt - pred) / gt)
+    sq_rel = np.mean((gt - pred) ** 2 / gt)
+    return np.array([abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3])

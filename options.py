@@ -1,0 +1,132 @@
+"""Command-line options: the reference's flags with its names, meanings and defaults,
+plus what Paddle needs (--seed, --device)."""
+import argparse
+import os
+
+file_dir = os.path.dirname(os.path.abspath(__file__))
+
+
+class MonodepthOptions:
+    def __init__(self):
+        p = self.parser = argparse.ArgumentParser(description="Monodepth2 options (PaddlePaddle)")
+        add = p.add_argument
+
+        # paths
+        add("--data_path", type=str, default=os.path.join(file_dir, "kitti_data"),
+            help="path to the training data")
+        add("--log_dir", type=str, default=os.path.join(os.path.expanduser("~"), "tmp"),
+            help="log directory")
+
+        # training
+        add("--model_name", type=str, default="mdp", help="the name of the folder to save the model in")
+        add("--split", type=str, default="eigen_zhou",
+            choices=["eigen_zhou", "eigen_full", "odom", "benchmark"], help="which training split to use")
+        add("--num_layers", type=int, default=18, choices=[18, 34, 50, 101, 152],
+            help="number of resnet layers")
+        add("--dataset", type=str, default="kitti",
+            choices=["kitti", "kitti_odom", "kitti_depth", "kitti_test"], help="dataset to train on")
+        add("--png", action="store_true", help="if set, trains from raw KITTI png files (instead of jpgs)")
+        add("--height", type=int, default=192, help="input image height (a multiple of 32)")
+        add("--width", type=int, default=640, help="input image width (a multiple of 32)")
+        add("--disparity_smoothness", type=float, default=1e-3, help="disparity smoothness weight")
+        add("--scales", nargs="+", type=int, default=[0, 1, 2, 3], help="scales used in the loss")
+        add("--min_depth", type=float, default=0.1, help="minimum depth")
+        add("--max_depth", type=float, default=100.0, help="maximum depth")
+        add("--use_stereo", action="store_true", help="if set, uses stereo pair for training")
+        add("--frame_ids", nargs="+", type=int, default=[0, -1, 1], help="frames to load")
+
+        # optimisation
+        add("--batch_size", type=int, default=12, help="batch size")
+        add("--learning_rate", type=float, default=1e-4, help="learning rate")
+        add("--num_epochs", type=int, default=20, help="number of epochs")
+        add("--scheduler_step_size", type=int, default=15,
+            help="step size of the scheduler: the rate is divided by 10 from epoch "
+                 "scheduler_step_size - 1 on (counting from 0), as the reference does under "
+                 "current PyTorch")
+
+        # ablations
+        add("--v1_multiscale", action="store_true", help="if set, uses monodepth v1 multiscale")
+        add("--avg_reprojection", action="store_true", help="if set, uses average reprojection loss")
+        add("--disable_automasking", action="store_true", help="if set, doesn't do auto-masking")
+        add("--predictive_mask", action="store_true",
+            help="if set, uses a predictive masking scheme as in Zhou et al")
+        add("--no_ssim", action="store_true", help="if set, disables ssim in the loss")
+        add("--weights_init", type=str, default="pretrained", choices=["pretrained", "scratch"],
+            help="pretrained or scratch")
+        add("--pose_model_input", type=str, default="pairs", choices=["pairs", "all"],
+            help="how many images the pose network gets")
+        add("--pose_model_type", type=str, default="separate_resnet",
+            choices=["posecnn", "separate_resnet", "shared"], help="normal or shared")
+
+        # system
+        add("--no_cuda", action="store_true", help="if set disables the GPU (same as --device cpu)")
+        add("--device", type=str, default="auto", choices=["auto", "cpu", "gpu"],
+            help="where to run: auto picks a GPU when Paddle has one")
+        add("--seed", type=int, default=None,
+            help="seed for weights, sampling and augmentation (makes runs reproducible)")
+        add("--num_workers", type=int, default=12, help="number of dataloader workers")
+
+        # loading
+        add("--load_weights_folder", type=str, help="name of model to load")
+        add("--models_to_load", nargs="+", type=str,
+            default=["encoder", "depth", "pose_encoder", "pose"], help="models to load")
+
+        # logging
+        add("--log_frequency", type=int, default=250, help="number of batches between each log")
+        add("--save_frequency", type=int, default=1, help="number of epochs between each save")
+
+        # evaluation
+        add("--eval_stereo", action="store_true", help="if set evaluates in stereo mode")
+        add("--eval_mono", action="store_true", help="if set evaluates in mono mode")
+        add("--disable_median_scaling", action="store_true",
+            help="if set disables median scaling in evaluation")
+        add("--pred_depth_scale_factor", type=float, default=1,
+            help="if set multiplies predictions by this number")
+        add("--ext_disp_to_eval", type=str, help="optional path to a .npy disparities file to evaluate")
+        add("--eval_split", type=str, default="eigen",
+            choices=["eigen", "eigen_benchmark", "benchmark", "odom_9", "odom_10"],
+            help="which split to run eval on")
+        add("--save_pred_disps", action="store_true", help="if set saves predicted disparities")
+        add("--no_eval", action="store_true", help="if set disables evaluation")
+        add("--eval_eigen_to_benchmark", action="store_true",
+            help="if set assume we are loading eigen results from npy but "
+                 "we want to evaluate using the new benchmark.")
+        add("--eval_out_dir", type=str, help="if set will output the disparities to this folder")
+        add("--post_process", action="store_true",
+            help="if set will perform the flipping post processing from the original monodepth paper")
+
+    def parse(self, args=None):
+        """Parse and check the options; inconsistent ones stop here with a usage error."""
+        opt = self.parser.parse_args(args)
+        try:
+            check_options(opt)
+        except ValueError as e:
+            self.parser.error(str(e))
+        self.options = opt
+        return opt
+
+
+def check_options(opt):
+    """Raise ValueError naming the flag for combinations the model cannot run."""
+    for name in ("height", "width"):
+        value = getattr(opt, name)
+        if value <= 0 or value % 32:
+            raise ValueError("--{} must be a positive multiple of 32, got {}".format(name, value))
+    if not opt.frame_ids or opt.frame_ids[0] != 0:
+        raise ValueError("--frame_ids must start with 0, got {}".format(opt.frame_ids))
+    if len(set(opt.frame_ids)) != len(opt.frame_ids):
+        raise ValueError("--frame_ids has repeated ids: {}".format(opt.frame_ids))
+    if not opt.use_stereo and opt.frame_ids == [0]:
+        raise ValueError("--frame_ids 0 alone needs --use_stereo: there is no other view to warp")
+    if opt.predictive_mask and not opt.disable_automasking:
+        raise ValueError("--predictive_mask needs --disable_automasking")
+    bad_scales = [s for s in opt.scales if s not in range(4)]
+    if bad_scales or not opt.scales:
+        raise ValueError("--scales must be among 0 1 2 3, got {}".format(opt.scales))
+    uses_pose_net = not (opt.use_stereo and opt.frame_ids == [0])
+    if uses_pose_net and opt.pose_model_type == "separate_resnet" and opt.num_layers not in (18, 50):
+        raise ValueError("--pose_model_type separate_resnet supports --num_layers 18 or 50 "
+                         "(the reference's multi-image encoders), got {}".format(opt.num_layers))
+    if opt.min_depth <= 0 or opt.max_depth <= opt.min_depth:
+        raise ValueError("need 0 < --min_depth < --max_depth, got {} and {}".format(
+            opt.min_depth, opt.max_depth))
