@@ -20,7 +20,8 @@ class MonodepthOptions:
         # training
         add("--model_name", type=str, default="mdp", help="the name of the folder to save the model in")
         add("--split", type=str, default="eigen_zhou",
-            choices=["eigen_zhou", "eigen_full", "odom", "benchmark"], help="which training split to use")
+            help="which training split to use: eigen_zhou, eigen_full, odom, benchmark (folders "
+                 "of splits/) or the path of a folder holding train_files.txt and val_files.txt")
         add("--num_layers", type=int, default=18, choices=[18, 34, 50, 101, 152],
             help="number of resnet layers")
         add("--dataset", type=str, default="kitti",

@@ -288,17 +288,6 @@ def resnet_depth(state_dict):
                      f"{'bottleneck' if bottleneck else 'basic'} blocks")
 
 
-def save_paddle_weights(state_dict, path):
-    """paddle.save `state_dict` to `path` atomically: a reader never sees half a file."""
-    tmp = "{}.{}.tmp".format(path, os.getpid())
-    try:
-        paddle.save(state_dict, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def pretrained_dir():
     """Where ImageNet weights live: $MONODEPTH2_PRETRAINED_DIR, else <project>/pretrained."""
     default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")

@@ -1,11 +1,21 @@
 """The Monodepth2 training step (networks, warping, losses) and the training loop around it."""
+import json
+import os
+import random
+import time
+
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
 import network
+from datasets import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset, SeededBatchSampler
 from layers import (SSIM, BackprojectDepth, Project3D, disp_to_depth, get_smooth_loss,
                     transformation_from_parameters, warp)
+from utils import load_weights, readlines, save_folder_atomic, sec_to_hm_str
+
+file_dir = os.path.dirname(os.path.abspath(__file__))
 
 
 def frame_ids_of(opt):
@@ -208,3 +218,174 @@ class MonodepthModel(nn.Layer):
             losses["loss/{}".format(scale)] = loss
         losses["loss"] = total / len(opt.scales)
         return losses
+
+
+def pick_device(opt):
+    """"gpu" when Paddle has one and the options allow it, else "cpu"."""
+    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if opt.no_cuda or opt.device == "cpu":
+        return "cpu"
+    if opt.device == "gpu" and not has_gpu:
+        raise SystemExit("--device gpu: this Paddle build sees no GPU (install paddlepaddle-gpu "
+                         "or use --device cpu)")
+    return "gpu" if has_gpu else "cpu"
+
+
+def lr_factor(epoch, step_size):
+    """Learning-rate multiplier of `epoch` (from 0).
+
+    The reference steps its StepLR at the start of every epoch, which under PyTorch >= 1.1
+    divides the rate by 10 from epoch step_size - 1 on: with the default 15, the first 14
+    epochs train at the full rate (the paper says 15)."""
+    return 0.1 ** ((epoch + 1) // step_size)
+
+
+class Trainer:
+    """Training loop: data, optimisation, validation, logging and checkpoints."""
+
+    def __init__(self, options):
+        self.opt = opt = options
+        self.log_path = os.path.join(opt.log_dir, opt.model_name)
+        self.device = pick_device(opt)
+        paddle.set_device(self.device)
+        if opt.seed is not None:
+            random.seed(opt.seed)
+            np.random.seed(opt.seed)
+            paddle.seed(opt.seed)
+        seed = opt.seed if opt.seed is not None else int(np.random.SeedSequence().entropy % 2 ** 31)
+
+        self.model = MonodepthModel(opt)
+        self.models = self.model.models
+        self.frame_ids = self.model.frame_ids
+        self.scheduler = paddle.optimizer.lr.LambdaDecay(
+            opt.learning_rate, lambda epoch: lr_factor(epoch, opt.scheduler_step_size))
+        self.optimizer = paddle.optimizer.Adam(self.scheduler, parameters=self.model.parameters())
+        if opt.load_weights_folder is not None:
+            self.load_model()
+
+        dataset_class = {"kitti": KITTIRAWDataset, "kitti_odom": KITTIOdomDataset,
+                         "kitti_depth": KITTIDepthDataset}.get(opt.dataset)
+        if dataset_class is None:
+            raise SystemExit("--dataset {} cannot be used for training".format(opt.dataset))
+        split_dir = opt.split if os.path.isdir(opt.split) else os.path.join(file_dir, "splits", opt.split)
+        split_file = os.path.join(split_dir, "{}_files.txt")
+        for part in ("train", "val"):
+            if not os.path.isfile(split_file.format(part)):
+                raise SystemExit("split file {} not found (see README: splits)".format(split_file.format(part)))
+        img_ext = ".png" if opt.png else ".jpg"
+        self.train_dataset, self.val_dataset = [dataset_class(
+            opt.data_path, readlines(split_file.format(part)), opt.height, opt.width,
+            self.frame_ids, 4, is_train=part == "train", img_ext=img_ext, seed=seed)
+            for part in ("train", "val")]
+        self.train_sampler = SeededBatchSampler(len(self.train_dataset), opt.batch_size, True, True, seed)
+        self.val_sampler = SeededBatchSampler(len(self.val_dataset), opt.batch_size, True, True, seed + 1)
+        if len(self.train_sampler) == 0:
+            raise SystemExit("--batch_size {} is larger than the {} training samples".format(
+                opt.batch_size, len(self.train_dataset)))
+        self.train_loader = paddle.io.DataLoader(self.train_dataset, batch_sampler=self.train_sampler,
+                                                 num_workers=opt.num_workers)
+        self.val_loader = paddle.io.DataLoader(self.val_dataset, batch_sampler=self.val_sampler,
+                                               num_workers=0)
+        self.val_iter = None
+        self.num_total_steps = len(self.train_sampler) * opt.num_epochs
+
+        print("Training model named:\n  ", opt.model_name)
+        print("Models and logs are saved to:\n  ", opt.log_dir)
+        print("Training is using:\n  ", self.device)
+        print("Using split:\n  ", opt.split)
+        print("There are {:d} training items and {:d} validation items\n".format(
+            len(self.train_dataset), len(self.val_dataset)))
+        self.save_opts()
+
+    def train(self):
+        self.epoch, self.step = 0, 0
+        self.start_time = time.time()
+        for self.epoch in range(self.opt.num_epochs):
+            self.run_epoch()
+            if (self.epoch + 1) % self.opt.save_frequency == 0:
+                self.save_model()
+            self.scheduler.step()
+
+    def run_epoch(self):
+        print("Training")
+        self.model.train()
+        for sampler in (self.train_sampler, self.val_sampler):
+            sampler.set_epoch(self.epoch)
+        self.train_dataset.set_epoch(self.epoch)
+        for batch_idx, inputs in enumerate(self.train_loader):
+            before_op_time = time.time()
+            outputs, losses = self.model(inputs)
+            self.optimizer.clear_grad()
+            losses["loss"].backward()
+            self.optimizer.step()
+            duration = time.time() - before_op_time
+
+            early_phase = batch_idx % self.opt.log_frequency == 0 and self.step < 2000
+            late_phase = self.step % 2000 == 0
+            if early_phase or late_phase:
+                self.log_time(batch_idx, duration, float(losses["loss"]))
+                self.val()
+            self.step += 1
+
+    def val(self):
+        """Loss on one validation batch."""
+        self.model.eval()
+        if self.val_iter is None:
+            self.val_iter = iter(self.val_loader)
+        try:
+            inputs = next(self.val_iter)
+        except StopIteration:
+            self.val_iter = iter(self.val_loader)
+            inputs = next(self.val_iter)
+        with paddle.no_grad():
+            _, losses = self.model(inputs)
+        self.model.train()
+        return losses
+
+    def log_time(self, batch_idx, duration, loss):
+        """One progress line, as the reference prints it."""
+        samples_per_sec = self.opt.batch_size / max(duration, 1e-9)
+        time_sofar = time.time() - self.start_time
+        left = (self.num_total_steps / self.step - 1.0) * time_sofar if self.step > 0 else 0
+        print("epoch {:>3} | batch {:>6} | examples/s: {:5.1f} | loss: {:.5f} | time elapsed: {} | "
+              "time left: {}".format(self.epoch, batch_idx, samples_per_sec, loss,
+                                     sec_to_hm_str(time_sofar), sec_to_hm_str(left)))
+
+    def save_opts(self):
+        models_dir = os.path.join(self.log_path, "models")
+        os.makedirs(models_dir, exist_ok=True)
+        with open(os.path.join(models_dir, "opt.json"), "w") as f:
+            json.dump(dict(vars(self.opt), frame_ids=self.frame_ids), f, indent=2)
+
+    def save_model(self):
+        """Write models/weights_<epoch>/ (every network, Adam) as one atomic step."""
+        files = {}
+        for name, layer in self.models.items():
+            state = dict(layer.state_dict())
+            if name == "encoder":  # what prediction needs to know about the inputs
+                state.update(height=self.opt.height, width=self.opt.width, use_stereo=self.opt.use_stereo)
+            files[name + ".pdparams"] = state
+        files["adam.pdparams"] = self.optimizer.state_dict()
+        save_folder_atomic(files, os.path.join(self.log_path, "models", "weights_{}".format(self.epoch)))
+
+    def load_model(self):
+        """Load --models_to_load from --load_weights_folder, and Adam's state when it is there."""
+        folder = os.path.expanduser(self.opt.load_weights_folder)
+        if not os.path.isdir(folder):
+            raise SystemExit("--load_weights_folder {}: no such folder".format(folder))
+        print("loading model from folder {}".format(folder))
+        for name in self.opt.models_to_load:
+            if name not in self.models:
+                raise SystemExit("--models_to_load {}: these options build no such network (they "
+                                 "build {})".format(name, ", ".join(self.models.keys())))
+            print("Loading {} weights...".format(name))
+            try:
+                load_weights(self.models[name], os.path.join(folder, name + ".pdparams"))
+            except (FileNotFoundError, ValueError) as e:
+                raise SystemExit("{} (choose the networks to load with --models_to_load)".format(e))
+        adam_path = os.path.join(folder, "adam.pdparams")
+        if os.path.isfile(adam_path):
+            print("Loading Adam weights")
+            self.optimizer.set_state_dict(paddle.load(adam_path))
+        else:
+            print("Cannot find Adam weights so Adam is randomly initialized")

@@ -118,6 +118,9 @@ def run(golden, golden_dir):
             got["train/" + key] = value
     for key, value in losses.items():
         got["loss/" + key] = value
+    if not opt.disable_automasking:
+        for scale in opt.scales:
+            got["gap/identity_selection/{}".format(scale)] = selection_gap(model, inputs, outputs, scale)
 
     for network, layer in model.models.items():
         params = dict(layer.named_parameters())
@@ -129,7 +132,7 @@ def run(golden, golden_dir):
             grad = params[pname].grad
             got[gkey] = grad.T if pname.endswith("fc.weight") else grad
         for pname, (gkey, _) in paddle_named(golden, "bn_after_train_step", network).items():
-            got[gkey] = state[pname]
+            got[gkey] = state[pname].numpy()  # before the weights are reset for inference
 
     model.eval()
     load_golden_weights(model, golden, golden_dir)
@@ -160,6 +163,26 @@ def run(golden, golden_dir):
         got["layer/depth_errors/out"] = compute_depth_errors(golden["layer/depth_errors/gt"],
                                                               golden["layer/depth_errors/pred"])
     return {k: np.asarray(v.numpy() if isinstance(v, paddle.Tensor) else v) for k, v in got.items()}
+
+
+def selection_gap(model, inputs, outputs, scale):
+    """Per pixel, how far apart the best unwarped and the best warped candidates of the
+    automask are: where they are closer than the forward tolerance the selection is a tie
+    that round-off may decide either way."""
+    opt = model.opt
+    source_scale = scale if opt.v1_multiscale else 0
+    target = inputs[("color", 0, source_scale)]
+    sources = model.frame_ids[1:]
+    with paddle.no_grad():
+        identity = paddle.concat([model.reprojection_loss(inputs[("color", f, source_scale)], target)
+                                  for f in sources], 1)
+        warped = paddle.concat([model.reprojection_loss(outputs[("color", f, scale)], target)
+                                for f in sources], 1)
+        if opt.avg_reprojection:
+            identity, warped = identity.mean(1, keepdim=True), warped.mean(1, keepdim=True)
+        gap = paddle.abs(identity.min(1) - warped.min(1))
+        scale_of_losses = paddle.maximum(identity.abs().max(), warped.abs().max())
+    return (gap / scale_of_losses).numpy()
 
 
 # keys that are inputs of the check rather than results
@@ -200,8 +223,13 @@ def compare(golden, got):
             failures.append("{}: shape {} != golden {}".format(key, have.shape, want.shape))
             continue
         kind = kind_of(key)
-        scale = np.abs(want).max() if want.size else 0.0
-        error = np.abs(have - want).max() / scale if scale > 0 else np.abs(have).max(initial=0.0)
+        if key.startswith("train/identity_selection/"):
+            # a discrete choice: it must agree wherever it is decided by more than the tolerance
+            undecided = got["gap/" + key[len("train/"):]] <= TOLERANCES["forward"]
+            error = float(np.any((have != want) & ~undecided))
+        else:
+            scale = np.abs(want).max() if want.size else 0.0
+            error = np.abs(have - want).max() / scale if scale > 0 else np.abs(have).max(initial=0.0)
         group = group_of(key)
         if error > worst.get(group, (-1, None))[0]:
             worst[group] = (error, key)

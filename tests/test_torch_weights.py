@@ -1,0 +1,284 @@
+"""torch_weights: reading torch.save files without torch, and the torch-to-Paddle mapping.
+
+The .pth fixtures in tests/data were written by torch (see tests/data/make_pth_fixtures.py);
+the hostile or malformed files are assembled here, opcode by opcode, since torch would
+never write them.
+"""
+import os
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+import paddle
+import pytest
+
+import torch_weights
+from torch_weights import (RESNET_LAYOUTS, imagenet_weights_path, load_imagenet_weights,
+                           load_pth, resnet_depth, to_paddle_state_dict)
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+TINY_FILES = ["tiny_zip.pth", "tiny_legacy.pth"]
+
+
+@pytest.fixture(scope="module")
+def expected():
+    with np.load(os.path.join(DATA, "tiny_expected.npz")) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+@pytest.mark.parametrize("filename", TINY_FILES)
+def test_load_pth_matches_torch_exactly(filename, expected):
+    sd = load_pth(os.path.join(DATA, filename))
+    assert list(sd) == list(expected) + ["height", "width", "use_stereo"]  # order kept
+    for name, want in expected.items():
+        got = sd[name]
+        assert isinstance(got, np.ndarray), name
+        assert got.dtype == want.dtype and got.shape == want.shape, name
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    assert sd["bn.num_batches_tracked"].shape == () and sd["bn.num_batches_tracked"] == 12345678901
+    assert sd["bf16"].dtype == np.float32
+    assert (sd["height"], sd["width"]) == (192, 640) and type(sd["height"]) is int
+    assert sd["use_stereo"] is False
+
+
+def test_views_of_one_storage_become_independent_arrays():
+    sd = load_pth(os.path.join(DATA, "tiny_zip.pth"))
+    shared = sd["shared"]
+    np.testing.assert_array_equal(sd["shared_t"], shared.T)
+    np.testing.assert_array_equal(sd["shared_slice"], shared[1:, 2:5])
+    np.testing.assert_array_equal(sd["shared_col"], shared[:, 3])
+    np.testing.assert_array_equal(sd["shared_rep"], np.tile(shared[2, 1:3], (3, 1)))
+    for name in ("shared_t", "shared_slice", "shared_col", "shared_rep"):
+        assert not np.shares_memory(sd[name], shared) and sd[name].flags.writeable
+
+
+def test_load_pth_nested_containers_of_an_optimizer_state():
+    sd = load_pth(os.path.join(DATA, "ref_weights", "adam.pth"))
+    group = sd["param_groups"][0]
+    assert group["betas"] == (0.9, 0.999) and group["params"] == [0, 1] and group["lr"] == 1e-4
+    assert sorted(sd["state"]) == [0, 1]
+    assert sd["state"][0]["exp_avg"].shape == (1, 2, 1, 1)
+    assert sd["state"][1]["exp_avg"].dtype == np.float32
+
+
+# --- files torch would not write -------------------------------------------------------
+
+def _unicode(text):
+    return b"X" + struct.pack("<I", len(text)) + text.encode()
+
+
+def _int(value):
+    return b"J" + struct.pack("<i", value)
+
+
+def _tensor_pickle(size, stride, offset, numel, storage="FloatStorage"):
+    """data.pkl of {"w": tensor} in torch's zip layout, with any size/stride/offset."""
+    def ints(values):
+        return b"(" + b"".join(_int(v) for v in values) + b"t"
+    storage_id = (b"(" + _unicode("storage") + f"ctorch\n{storage}\n".encode() + _unicode("0")
+                  + _unicode("cpu") + _int(numel) + b"tQ")
+    args = (storage_id + _int(offset) + ints(size) + ints(stride) + b"\x89"
+            + b"ccollections\nOrderedDict\n)R")
+    return b"\x80\x02}" + _unicode("w") + b"ctorch._utils\n_rebuild_tensor_v2\n(" + args + b"tRs."
+
+
+def _write_zip(path, pickled, storage=b""):
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("anyname/data.pkl", pickled)
+        archive.writestr("anyname/data/0", storage)
+    return str(path)
+
+
+def test_crafted_tensor_layout_is_honoured(tmp_path):
+    storage = np.arange(6, dtype=np.float32).tobytes()
+    path = _write_zip(tmp_path / "w.pth", _tensor_pickle((2, 2), (1, 2), 1, 6), storage)
+    np.testing.assert_array_equal(load_pth(path)["w"], [[1, 3], [2, 4]])
+
+
+@pytest.mark.parametrize("size, stride, offset, numel, storage_bytes, message", [
+    ((3, 3), (3, 1), 0, 6, 24, "reaches element 8"),
+    ((2,), (-1,), 1, 6, 24, "bad strides"),
+    ((2,), (1,), 0, 6, 8, "storage holds 8 bytes, expected 24"),
+])
+def test_tensor_outside_its_storage_is_refused(tmp_path, size, stride, offset, numel,
+                                               storage_bytes, message):
+    path = _write_zip(tmp_path / "bad.pth", _tensor_pickle(size, stride, offset, numel),
+                      bytes(storage_bytes))
+    with pytest.raises(ValueError, match=message) as err:
+        load_pth(path)
+    assert path in str(err.value)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, ("touch " + self.marker,)
+
+
+@pytest.mark.parametrize("wrap_in_zip", [True, False])
+def test_arbitrary_globals_are_refused_not_run(tmp_path, wrap_in_zip):
+    marker = str(tmp_path / "pwned")
+    pickled = pickle.dumps({"w": _Exploit(marker)}, protocol=2)
+    path = str(tmp_path / "evil.pth")
+    if wrap_in_zip:
+        _write_zip(path, pickled)
+    else:
+        with open(path, "wb") as f:
+            f.write(pickled)
+    with pytest.raises(ValueError, match=r"refusing to load the global (posix|os)\.system") as err:
+        load_pth(path)
+    assert path in str(err.value)
+    assert not os.path.exists(marker)
+
+
+def test_unsupported_storage_type_is_refused(tmp_path):
+    path = _write_zip(tmp_path / "u.pth", _tensor_pickle((2,), (1,), 0, 8, "UntypedStorage"), bytes(8))
+    with pytest.raises(ValueError, match="torch.UntypedStorage"):
+        load_pth(path)
+
+
+def test_missing_file_is_named(tmp_path):
+    path = str(tmp_path / "nope.pth")
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        load_pth(path)
+
+
+@pytest.mark.parametrize("filename", TINY_FILES)
+def test_truncated_file_is_named(tmp_path, filename):
+    with open(os.path.join(DATA, filename), "rb") as f:
+        data = f.read()
+    path = str(tmp_path / filename)
+    with open(path, "wb") as f:
+        f.write(data[:len(data) - 100])
+    with pytest.raises(ValueError) as err:
+        load_pth(path)
+    assert path in str(err.value)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"height: 192\n", "not a file written by torch.save"),
+    (pickle.dumps([1, 2], protocol=2), "not a PyTorch file"),
+])
+def test_non_torch_file_is_named(tmp_path, content, message):
+    path = str(tmp_path / "other.pth")
+    with open(path, "wb") as f:
+        f.write(content)
+    with pytest.raises(ValueError, match=message) as err:
+        load_pth(path)
+    assert path in str(err.value)
+
+
+def test_zip_that_is_not_a_torch_file(tmp_path):
+    path = str(tmp_path / "plain.zip")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    with pytest.raises(ValueError, match="data.pkl"):
+        load_pth(path)
+
+
+def test_a_list_is_not_a_state_dict(tmp_path):
+    path = _write_zip(tmp_path / "list.pth", pickle.dumps([1, 2], protocol=2))
+    with pytest.raises(ValueError, match="holds a list, not a state dict"):
+        load_pth(path)
+
+
+# --- torch names to Paddle names -------------------------------------------------------
+
+def test_to_paddle_state_dict_renames_transposes_and_drops():
+    sd = load_pth(os.path.join(DATA, "tiny_zip.pth"))
+    pd = to_paddle_state_dict(sd)
+    assert "bn.num_batches_tracked" not in pd
+    assert "bn.running_mean" not in pd and "bn.running_var" not in pd
+    np.testing.assert_array_equal(pd["bn._mean"], sd["bn.running_mean"])
+    np.testing.assert_array_equal(pd["bn._variance"], sd["bn.running_var"])
+    assert pd["fc.weight"].shape == (4, 5) and pd["fc.weight"].flags.c_contiguous
+    np.testing.assert_array_equal(pd["fc.weight"], sd["fc.weight"].T)
+    for name in ("conv.weight", "conv.bias", "bn.weight", "shared_t", "mask", "height", "use_stereo"):
+        assert pd[name] is sd[name]
+    assert len(pd) == len(sd) - 1
+
+
+def test_converted_linear_computes_what_torch_computes():
+    sd = load_pth(os.path.join(DATA, "tiny_zip.pth"))
+    pd = to_paddle_state_dict(sd)
+    linear = paddle.nn.Linear(4, 5)
+    missing, unexpected = linear.set_state_dict(
+        {"weight": pd["fc.weight"], "bias": pd["fc.bias"].astype(np.float32)})
+    assert not missing and not unexpected
+    x = np.random.RandomState(0).standard_normal((3, 4)).astype(np.float32)
+    want = x @ sd["fc.weight"].T + sd["fc.bias"]  # torch's nn.Linear
+    np.testing.assert_allclose(linear(paddle.to_tensor(x)).numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_only_2d_fc_weights_are_transposed():
+    conv = np.zeros((8, 4, 1, 1), np.float32)
+    square = np.arange(4.0).reshape(2, 2)
+    pd = to_paddle_state_dict({"head.fc.weight": conv, "proj.weight": square, "encoder.fc.weight": square,
+                               "running_mean": np.zeros(2)})
+    assert pd["head.fc.weight"] is conv and pd["proj.weight"] is square
+    np.testing.assert_array_equal(pd["encoder.fc.weight"], square.T)
+    assert list(pd) == ["head.fc.weight", "proj.weight", "encoder.fc.weight", "_mean"]
+
+
+# --- torchvision ResNets ---------------------------------------------------------------
+
+def _resnet_keys(blocks, bottleneck, width=64):
+    keys = {"conv1.weight": 0, "fc.weight": 0}
+    for stage, count in enumerate(blocks, 1):
+        for block in range(count):
+            for conv in ("conv1", "conv2", "conv3") if bottleneck else ("conv1", "conv2"):
+                keys[f"layer{stage}.{block}.{conv}.weight"] = 0
+    keys["layer1.0.conv1.weight"] = np.zeros((width, 1, 1, 1))
+    return keys
+
+
+@pytest.mark.parametrize("depth", sorted(RESNET_LAYOUTS))
+def test_resnet_depth_from_keys(depth):
+    assert resnet_depth(_resnet_keys(*RESNET_LAYOUTS[depth])) == depth
+
+
+def test_resnet_depth_of_a_torch_written_resnet18():
+    assert resnet_depth(load_pth(os.path.join(DATA, "resnet18_legacy.pth"))) == 18
+
+
+@pytest.mark.parametrize("keys, message", [
+    (_resnet_keys((3, 4, 6, 3), True, width=128), "wide ResNet or ResNeXt"),
+    (_resnet_keys((2, 2, 2, 2), True), r"\(2, 2, 2, 2\) blocks per stage, bottleneck"),
+    ({"conv1.weight": 0}, r"\(0, 0, 0, 0\)"),
+])
+def test_resnet_depth_rejects_other_networks(keys, message):
+    with pytest.raises(ValueError, match=message):
+        resnet_depth(keys)
+
+
+def test_imagenet_weights_path_default_and_override(monkeypatch, tmp_path):
+    monkeypatch.delenv(torch_weights.PRETRAINED_DIR_ENV, raising=False)
+    root = os.path.dirname(os.path.abspath(torch_weights.__file__))
+    assert imagenet_weights_path(50) == os.path.join(root, "pretrained", "resnet50.pdparams")
+    monkeypatch.setenv("MONODEPTH2_PRETRAINED_DIR", str(tmp_path))
+    assert imagenet_weights_path(18) == os.path.join(str(tmp_path), "resnet18.pdparams")
+    with pytest.raises(ValueError, match="ResNet-20"):
+        imagenet_weights_path(20)
+
+
+def test_missing_imagenet_weights_say_what_to_download(monkeypatch, tmp_path):
+    monkeypatch.setenv("MONODEPTH2_PRETRAINED_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError) as err:
+        load_imagenet_weights(50)
+    message = str(err.value)
+    for part in (str(tmp_path / "resnet50.pdparams"),
+                 "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+                 "python tools/convert_weights.py resnet50-0676ba61.pth",
+                 "MONODEPTH2_PRETRAINED_DIR"):
+        assert part in message
+
+
+def test_imagenet_weights_of_the_wrong_depth_are_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("MONODEPTH2_PRETRAINED_DIR", str(tmp_path))
+    weights = to_paddle_state_dict(load_pth(os.path.join(DATA, "resnet18_legacy.pth")))
+    paddle.save(weights, str(tmp_path / "resnet34.pdparams"))
+    with pytest.raises(ValueError, match="ResNet-18 weights, not ResNet-34"):
+        load_imagenet_weights(34)

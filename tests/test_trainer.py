@@ -1,0 +1,170 @@
+"""The training step for every option, the golden parity check, the schedule and checkpoints."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import pytest
+
+from conftest import GOLDEN, ROOT, need
+from options import MonodepthOptions
+from trainer import MonodepthModel, lr_factor
+from utils import load_weights, save_folder_atomic
+
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import check_golden  # noqa: E402
+
+
+def synthetic_batch(opt, seed=0):
+    """A batch keyed as the loaders' (K for a KITTI-like camera) from random images."""
+    rng = np.random.RandomState(seed)
+    frames = list(opt.frame_ids) + (["s"] if opt.use_stereo else [])
+    batch = {}
+    for s in range(4):
+        h, w = opt.height // 2 ** s, opt.width // 2 ** s
+        K = np.array([[0.58 * w, 0, 0.5 * w, 0], [0, 1.92 * h, 0.5 * h, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
+                     np.float32)
+        batch[("K", s)] = np.stack([K] * opt.batch_size)
+        batch[("inv_K", s)] = np.stack([np.linalg.inv(K)] * opt.batch_size)
+        for f in frames:
+            img = rng.rand(opt.batch_size, 3, h, w).astype(np.float32)
+            batch[("color", f, s)] = img
+            batch[("color_aug", f, s)] = img
+    T = np.eye(4, dtype=np.float32)
+    T[0, 3] = 0.1
+    batch["stereo_T"] = np.stack([T] * opt.batch_size)
+    return {k: paddle.to_tensor(v) for k, v in batch.items()}
+
+
+OPTION_SETS = [
+    "--frame_ids 0 -1 1",
+    "--frame_ids 0 --use_stereo",
+    "--frame_ids 0 -1 1 --use_stereo --v1_multiscale",
+    "--avg_reprojection",
+    "--disable_automasking --predictive_mask --use_stereo",
+    "--no_ssim --scales 0 2",
+    "--pose_model_type posecnn",
+    "--pose_model_type posecnn --pose_model_input all --use_stereo",
+    "--pose_model_type shared",
+    "--pose_model_type shared --pose_model_input all --use_stereo",
+    "--pose_model_input all --frame_ids 0 -2 -1 1 2",
+]
+
+
+@pytest.mark.parametrize("args", OPTION_SETS)
+def test_every_option_set_trains_one_step(args):
+    opt = MonodepthOptions().parse(("--height 64 --width 96 --batch_size 2 --weights_init scratch " + args).split())
+    paddle.seed(0)
+    model = MonodepthModel(opt)
+    model.train()
+    outputs, losses = model(synthetic_batch(opt))
+    assert sorted(k for k in losses) == sorted(["loss"] + ["loss/{}".format(s) for s in opt.scales])
+    assert np.isfinite(float(losses["loss"])) and float(losses["loss"]) > 0
+    losses["loss"].backward()
+    grads = [p.grad for p in model.parameters() if not p.stop_gradient]
+    assert all(g is not None for g in grads[:3])
+    for s in opt.scales:
+        size = [64 // 2 ** s, 96 // 2 ** s] if opt.v1_multiscale else [64, 96]
+        for f in model.frame_ids[1:]:
+            assert outputs[("color", f, s)].shape == [2, 3] + size
+    if not opt.disable_automasking:
+        assert outputs["identity_selection/{}".format(opt.scales[0])].shape == [2, 64, 96]
+
+
+def test_tie_break_noise_is_tiny_and_optional():
+    opt = MonodepthOptions().parse("--height 64 --width 96 --batch_size 2 --weights_init scratch".split())
+    paddle.seed(1)
+    model = MonodepthModel(opt, tie_break_noise=False)
+    batch = synthetic_batch(opt)
+    model.eval()
+    with paddle.no_grad():
+        a = float(model(batch)[1]["loss"])
+        b = float(model(batch)[1]["loss"])
+        model.tie_break_noise = True
+        c = float(model(batch)[1]["loss"])
+    assert a == b and abs(c - a) < 1e-5
+
+
+@pytest.fixture(scope="module")
+def golden_run():
+    golden = dict(np.load(need(GOLDEN)))
+    return golden, check_golden.run(golden, os.path.dirname(GOLDEN))
+
+
+def test_golden_check_passes(golden_run):
+    worst, failures = check_golden.compare(*golden_run)
+    assert failures == []
+    assert {"train/disp", "train/color", "loss/loss", "grad_norm/encoder", "eval/disp",
+            "bn_after_train_step/encoder", "layer/ssim/out"} <= set(worst)
+
+
+@pytest.mark.parametrize("prefix", ["train/disp/", "train/sample/", "train/cam_T_cam/", "loss/loss",
+                                    "grad_norm/encoder/", "grad/depth/", "eval/features/",
+                                    "bn_after_train_step/pose_encoder/", "layer/ssim/out"])
+def test_golden_check_fails_on_a_group_changed_by_one_percent(golden_run, prefix):
+    golden, got = golden_run
+    changed = {k: (v * 1.01 if k.startswith(prefix) else v) for k, v in golden.items()}
+    _, failures = check_golden.compare(changed, got)
+    assert failures and all(f.startswith(prefix) for f in failures if "relative error" in f)
+
+
+def test_golden_check_fails_on_unknown_keys_and_flipped_masks(golden_run):
+    golden, got = golden_run
+    extra = dict(golden, **{"train/mystery/0": np.zeros(3, np.float32)})
+    assert any(f.startswith("train/mystery/0") for f in check_golden.compare(extra, got)[1])
+    flipped = dict(golden)
+    mask = golden["train/identity_selection/1"].copy()
+    mask[0, 10, 10] = 1 - mask[0, 10, 10]
+    flipped["train/identity_selection/1"] = mask
+    assert any("identity_selection/1" in f for f in check_golden.compare(flipped, got)[1])
+
+
+def test_golden_check_command_exit_codes(tmp_path):
+    golden = need(GOLDEN)
+    ok = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "check_golden.py"), golden],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "worst" in ok.stdout
+    missing = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "check_golden.py"),
+                              str(tmp_path / "none.npz")], capture_output=True, text=True)
+    assert missing.returncode == 1 and "no such file" in missing.stdout
+
+
+def test_learning_rate_drops_after_step_size_minus_one_epochs():
+    assert [lr_factor(e, 15) for e in (0, 13)] == [1, 1]
+    assert lr_factor(14, 15) == pytest.approx(0.1) and lr_factor(29, 15) == pytest.approx(0.01)
+
+
+def test_checkpoint_folder_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    folder = str(tmp_path / "weights_0")
+    save_folder_atomic({"a.pdparams": {"w": np.ones(2, np.float32)}}, folder)
+    real_save = paddle.save
+
+    def crash_on_second(obj, path, *args, **kwargs):
+        if path.endswith("b.pdparams"):
+            raise OSError("disk full")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(paddle, "save", crash_on_second)
+    with pytest.raises(OSError):
+        save_folder_atomic({"a.pdparams": {"w": np.zeros(2, np.float32)}, "b.pdparams": {}}, folder)
+    assert sorted(os.listdir(tmp_path)) == ["weights_0"]
+    assert sorted(os.listdir(folder)) == ["a.pdparams"]
+    np.testing.assert_array_equal(paddle.load(os.path.join(folder, "a.pdparams"))["w"], [1, 1])
+
+
+def test_load_weights_names_the_file_on_mismatch(tmp_path):
+    from network import DepthDecoder, ResnetEncoder
+    encoder = ResnetEncoder(18, False)
+    path = str(tmp_path / "encoder.pdparams")
+    paddle.save(dict(encoder.state_dict(), height=64, width=96, use_stereo=False), path)
+    other = ResnetEncoder(18, False)
+    assert load_weights(other, path)["height"] == 64
+    np.testing.assert_array_equal(other.encoder.conv1.weight.numpy(), encoder.encoder.conv1.weight.numpy())
+    with pytest.raises(ValueError, match="encoder.pdparams.*num_layers"):
+        load_weights(ResnetEncoder(50, False), path)
+    with pytest.raises(ValueError, match="encoder.pdparams"):
+        load_weights(DepthDecoder(encoder.num_ch_enc), path)
+    with pytest.raises(FileNotFoundError, match="depth.pdparams"):
+        load_weights(encoder, str(tmp_path / "depth.pdparams"))
