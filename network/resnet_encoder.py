@@ -41,12 +41,19 @@ class BatchNorm2D(nn.BatchNorm2D):
         return out
 
 
+def conv(cin, cout, kernel, stride=1, padding=0):
+    """Bias-free convolution initialised as torchvision does: He normal over the fan-out."""
+    init = nn.initializer.KaimingNormal(fan_in=cout * kernel * kernel, nonlinearity="relu")
+    return nn.Conv2D(cin, cout, kernel, stride, padding, weight_attr=paddle.ParamAttr(initializer=init),
+                     bias_attr=False)
+
+
 def conv3x3(cin, cout, stride=1):
-    return nn.Conv2D(cin, cout, 3, stride, 1, bias_attr=False)
+    return conv(cin, cout, 3, stride, 1)
 
 
 def conv1x1(cin, cout, stride=1):
-    return nn.Conv2D(cin, cout, 1, stride, bias_attr=False)
+    return conv(cin, cout, 1, stride)
 
 
 class BasicBlock(nn.Layer):
@@ -102,7 +109,7 @@ class ResNet(nn.Layer):
         kind, counts = BLOCKS[num_layers]
         block = BasicBlock if kind == "basic" else Bottleneck
         self.inplanes = 64
-        self.conv1 = nn.Conv2D(3 * num_input_images, 64, 7, 2, 3, bias_attr=False)
+        self.conv1 = conv(3 * num_input_images, 64, 7, 2, 3)
         self.bn1 = BatchNorm2D(64)
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2D(3, 2, 1)
@@ -112,10 +119,6 @@ class ResNet(nn.Layer):
         self.layer4 = self._make_layer(block, 512, counts[3], 2)
         self.fc = nn.Linear(512 * block.expansion, 1000)
         init_like_torch(self.fc)
-        for m in self.sublayers():
-            if isinstance(m, nn.Conv2D):  # torchvision: He normal over the fan-out
-                fan_out = m.weight.shape[0] * m.weight.shape[2] * m.weight.shape[3]
-                nn.initializer.KaimingNormal(fan_in=fan_out, nonlinearity="relu")(m.weight)
 
     def _make_layer(self, block, planes, count, stride):
         downsample = None

@@ -93,19 +93,21 @@ def golden_run():
 
 
 def test_golden_check_passes(golden_run):
-    worst, failures = check_golden.compare(*golden_run)
+    worst, failures, allowed = check_golden.compare(*golden_run)
     assert failures == []
+    # at most the one gradient the reference itself knows only to ~2e-3 (README)
+    assert all(line.split(":")[0].endswith("decoder.13.conv.bias") for line in allowed)
     assert {"train/disp", "train/color", "loss/loss", "grad_norm/encoder", "eval/disp",
             "bn_after_train_step/encoder", "layer/ssim/out"} <= set(worst)
 
 
-@pytest.mark.parametrize("prefix", ["train/disp/", "train/sample/", "train/cam_T_cam/", "loss/loss",
+@pytest.mark.parametrize("prefix", ["train/disp/", "grad_norm/depth/decoder.13.conv.bias", "train/sample/", "train/cam_T_cam/", "loss/loss",
                                     "grad_norm/encoder/", "grad/depth/", "eval/features/",
                                     "bn_after_train_step/pose_encoder/", "layer/ssim/out"])
 def test_golden_check_fails_on_a_group_changed_by_one_percent(golden_run, prefix):
     golden, got = golden_run
     changed = {k: (v * 1.01 if k.startswith(prefix) else v) for k, v in golden.items()}
-    _, failures = check_golden.compare(changed, got)
+    _, failures, _ = check_golden.compare(changed, got)
     assert failures and all(f.startswith(prefix) for f in failures if "relative error" in f)
 
 

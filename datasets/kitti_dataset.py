@@ -1,0 +1,112 @@
+"""Loaders for the KITTI raw, odometry and depth-benchmark folder layouts."""
+import os
+
+import numpy as np
+from PIL import Image
+
+from kitti_utils import load_velodyne_points, project_depth_map, velo_to_image
+from .mono_dataset import MonoDataset
+
+
+class KITTIDataset(MonoDataset):
+    """Common KITTI settings.
+
+    The intrinsics are normalised by the image size (first row / width, second
+    row / height) with the principal point at the centre, which is what makes
+    horizontal flipping valid.
+    """
+
+    K = np.array([[0.58, 0, 0.5, 0],
+                  [0, 1.92, 0.5, 0],
+                  [0, 0, 1, 0],
+                  [0, 0, 0, 1]], dtype=np.float32)
+    full_res_shape = (1242, 375)
+    side_map = {"2": 2, "3": 3, "l": 2, "r": 3}
+
+    def check_depth(self):
+        """Whether the first line's ground truth (its first depth file) exists, as in the reference."""
+        files = self.depth_files(*self.lines[0])
+        return bool(files) and os.path.isfile(files[0][1])
+
+
+class KITTIRAWDataset(KITTIDataset):
+    """KITTI raw: date/drive_sync/image_0X/data/0000000123.ext; depth from velodyne scans."""
+
+    def __init__(self, *args, **kwargs):
+        self._projections = {}
+        super().__init__(*args, **kwargs)
+        if self.load_depth:
+            # Parse every calibration now, so a bad file fails here and not mid-epoch.
+            for folder, _, side in self.lines:
+                self._projection(folder, side)
+
+    def get_image_path(self, folder, frame_index, side):
+        return os.path.join(self.data_path, folder, f"image_0{self.side_map[side]}", "data",
+                            f"{frame_index:010d}{self.img_ext}")
+
+    def velodyne_path(self, folder, frame_index):
+        return os.path.join(self.data_path, folder, "velodyne_points", "data", f"{frame_index:010d}.bin")
+
+    def depth_files(self, folder, frame_index, side):
+        calib_dir = os.path.join(self.data_path, folder.split("/")[0])
+        return [("velodyne scan", self.velodyne_path(folder, frame_index)),
+                ("calibration", os.path.join(calib_dir, "calib_cam_to_cam.txt")),
+                ("calibration", os.path.join(calib_dir, "calib_velo_to_cam.txt"))]
+
+    def _projection(self, folder, side):
+        """Velodyne-to-image matrix and image shape, parsed once per date and camera."""
+        key = (folder.split("/")[0], self.side_map[side])
+        if key not in self._projections:
+            self._projections[key] = velo_to_image(os.path.join(self.data_path, key[0]), key[1])
+        return self._projections[key]
+
+    def get_depth(self, folder, frame_index, side, do_flip):
+        velo2im, im_shape = self._projection(folder, side)
+        depth = project_depth_map(load_velodyne_points(self.velodyne_path(folder, frame_index)),
+                                  velo2im, im_shape)
+        target = self.full_res_shape[::-1]
+        if depth.shape != target:
+            depth = resize_nearest(depth, target)
+        return np.fliplr(depth) if do_flip else depth
+
+
+def resize_nearest(depth, shape):
+    """Nearest-neighbour resize on pixel centres, as the reference's skimage resize (order 0) does.
+
+    Output pixel o samples input (o + 0.5) * in / out - 0.5, rounded half up.
+    """
+    index = []
+    for out_n, in_n in zip(shape, depth.shape):
+        centre = (np.arange(out_n) + 0.5) * (in_n / out_n) - 0.5
+        index.append(np.clip(np.floor(centre + 0.5).astype(np.int64), 0, in_n - 1))
+    return depth[np.ix_(*index)]
+
+
+class KITTIOdomDataset(KITTIDataset):
+    """KITTI odometry: sequences/NN/image_2|3/000123.ext; no ground truth depth."""
+
+    def get_image_path(self, folder, frame_index, side):
+        return os.path.join(self.data_path, "sequences", f"{int(folder):02d}",
+                            f"image_{self.side_map[side]}", f"{frame_index:06d}{self.img_ext}")
+
+
+class KITTIDepthDataset(KITTIDataset):
+    """KITTI depth benchmark: raw images plus proj_depth/groundtruth 16-bit PNGs (depth * 256)."""
+
+    def get_image_path(self, folder, frame_index, side):
+        return os.path.join(self.data_path, folder, f"image_0{self.side_map[side]}", "data",
+                            f"{frame_index:010d}{self.img_ext}")
+
+    def depth_files(self, folder, frame_index, side):
+        return [("ground truth", os.path.join(self.data_path, folder, "proj_depth", "groundtruth",
+                                              f"image_0{self.side_map[side]}", f"{frame_index:010d}.png"))]
+
+    def get_depth(self, folder, frame_index, side, do_flip):
+        path = self.depth_files(folder, frame_index, side)[0][1]
+        try:
+            with Image.open(path) as img:
+                depth = img.resize(self.full_res_shape, Image.NEAREST)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ValueError(f"cannot read ground-truth depth {path}: {e}") from None
+        depth = np.array(depth).astype(np.float32) / 256
+        return np.fliplr(depth) if do_flip else depth
