@@ -89,8 +89,16 @@ class ConvBlock(nn.Layer):
 
 
 def upsample(x):
-    """Nearest-neighbour upsampling by 2."""
-    return F.interpolate(x, scale_factor=2, mode="nearest")
+    """Nearest-neighbour upsampling by 2.
+
+    Eagerly (training, evaluation) this is F.interpolate. In a static graph, which only
+    export_model.py builds, each pixel is copied with tile and flatten instead: Paddle
+    Inference 3.3.1 cannot run interpolate's scale attribute under oneDNN. The values are
+    the same; the gradients are not bit for bit (tile's backward sums in another order),
+    hence the eager path keeps interpolate."""
+    if paddle.in_dynamic_mode():
+        return F.interpolate(x, scale_factor=2, mode="nearest")
+    return x.unsqueeze([3, 5]).tile([1, 1, 1, 2, 1, 2]).flatten(4, 5).flatten(2, 3)
 
 
 class BackprojectDepth(nn.Layer):

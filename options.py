@@ -75,6 +75,10 @@ class MonodepthOptions:
         # logging
         add("--log_frequency", type=int, default=250, help="number of batches between each log")
         add("--save_frequency", type=int, default=1, help="number of epochs between each save")
+        add("--checkpoint_minutes", type=float, default=10,
+            help="minutes between checkpoints of an unfinished epoch (models/last, for --resume)")
+        add("--resume", action="store_true",
+            help="continue the run <log_dir>/<model_name> where it stopped, from its models/last")
 
         # evaluation
         add("--eval_stereo", action="store_true", help="if set evaluates in stereo mode")
@@ -85,8 +89,9 @@ class MonodepthOptions:
             help="if set multiplies predictions by this number")
         add("--ext_disp_to_eval", type=str, help="optional path to a .npy disparities file to evaluate")
         add("--eval_split", type=str, default="eigen",
-            choices=["eigen", "eigen_benchmark", "benchmark", "odom_9", "odom_10"],
-            help="which split to run eval on")
+            choices=["eigen", "eigen_benchmark", "benchmark", "odom_9", "odom_10", "synthetic"],
+            help="which split to run eval on (synthetic: the drive of tools/make_synthetic_kitti.py, "
+                 "scored like eigen)")
         add("--save_pred_disps", action="store_true", help="if set saves predicted disparities")
         add("--no_eval", action="store_true", help="if set disables evaluation")
         add("--eval_eigen_to_benchmark", action="store_true",

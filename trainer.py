@@ -1,6 +1,7 @@
 """The Monodepth2 training step (networks, warping, losses) and the training loop around it."""
 import json
 import os
+import pickle
 import random
 import time
 
@@ -11,9 +12,9 @@ import paddle.nn.functional as F
 
 import network
 from datasets import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset, SeededBatchSampler
-from layers import (SSIM, BackprojectDepth, Project3D, disp_to_depth, get_smooth_loss,
+from layers import (SSIM, BackprojectDepth, Project3D, compute_depth_errors, disp_to_depth, get_smooth_loss,
                     transformation_from_parameters, warp)
-from utils import load_weights, readlines, save_folder_atomic, sec_to_hm_str
+from utils import load_weights, normalize_image, readlines, save_folder_atomic, sec_to_hm_str
 
 file_dir = os.path.dirname(os.path.abspath(__file__))
 
@@ -241,27 +242,51 @@ def lr_factor(epoch, step_size):
 
 
 class Trainer:
-    """Training loop: data, optimisation, validation, logging and checkpoints."""
+    """Training loop: data, optimisation, validation, logging, checkpoints and resuming.
+
+    Runs as one process or as one of several under paddle.distributed.launch: then each
+    process takes batch_size / world_size samples of every batch, gradients are averaged
+    by paddle.DataParallel, and only rank 0 logs and writes checkpoints."""
 
     def __init__(self, options):
         self.opt = opt = options
         self.log_path = os.path.join(opt.log_dir, opt.model_name)
+        self.models_dir = os.path.join(self.log_path, "models")
         self.device = pick_device(opt)
         paddle.set_device(self.device)
-        if opt.seed is not None:
-            random.seed(opt.seed)
-            np.random.seed(opt.seed)
-            paddle.seed(opt.seed)
-        seed = opt.seed if opt.seed is not None else int(np.random.SeedSequence().entropy % 2 ** 31)
+        self.world_size = paddle.distributed.get_world_size()
+        self.rank = paddle.distributed.get_rank()
+        self.is_main = self.rank == 0
+        if opt.batch_size % self.world_size:
+            raise SystemExit("--batch_size {} must be divisible by the {} processes".format(
+                opt.batch_size, self.world_size))
+        state = self.resume_state() if opt.resume else None
+        if opt.seed is None:  # drawn once and recorded, so that a resumed run continues the same way
+            opt.seed = state["seed"] if state else int(np.random.SeedSequence().entropy % 2 ** 31)
+        random.seed(opt.seed)
+        np.random.seed(opt.seed)
+        paddle.seed(opt.seed)
 
         self.model = MonodepthModel(opt)
         self.models = self.model.models
         self.frame_ids = self.model.frame_ids
         self.scheduler = paddle.optimizer.lr.LambdaDecay(
             opt.learning_rate, lambda epoch: lr_factor(epoch, opt.scheduler_step_size))
-        self.optimizer = paddle.optimizer.Adam(self.scheduler, parameters=self.model.parameters())
-        if opt.load_weights_folder is not None:
-            self.load_model()
+        self.optimizer = paddle.optimizer.Adam(
+            self.scheduler, parameters=[p for p in self.model.parameters() if not p.stop_gradient])
+        self.epoch, self.step, self.start_batch, self.best_val_loss = 0, 0, 0, float("inf")
+        if state:
+            self.load_model(os.path.join(self.models_dir, "last"), list(self.models.keys()))
+            self.epoch, self.step, self.start_batch = state["epoch"], state["step"], state["batch"]
+            self.best_val_loss = state["best_val_loss"]
+            with open(os.path.join(self.models_dir, "last", "rng_state.pkl"), "rb") as f:
+                paddle.set_rng_state(pickle.load(f))
+        elif opt.load_weights_folder is not None:
+            self.load_model(os.path.expanduser(opt.load_weights_folder), opt.models_to_load)
+        self.step_model = self.model
+        if self.world_size > 1:
+            paddle.distributed.init_parallel_env()
+            self.step_model = paddle.DataParallel(self.model)
 
         dataset_class = {"kitti": KITTIRAWDataset, "kitti_odom": KITTIOdomDataset,
                          "kitti_depth": KITTIDepthDataset}.get(opt.dataset)
@@ -273,12 +298,18 @@ class Trainer:
             if not os.path.isfile(split_file.format(part)):
                 raise SystemExit("split file {} not found (see README: splits)".format(split_file.format(part)))
         img_ext = ".png" if opt.png else ".jpg"
-        self.train_dataset, self.val_dataset = [dataset_class(
-            opt.data_path, readlines(split_file.format(part)), opt.height, opt.width,
-            self.frame_ids, 4, is_train=part == "train", img_ext=img_ext, seed=seed)
-            for part in ("train", "val")]
-        self.train_sampler = SeededBatchSampler(len(self.train_dataset), opt.batch_size, True, True, seed)
-        self.val_sampler = SeededBatchSampler(len(self.val_dataset), opt.batch_size, True, True, seed + 1)
+        try:
+            self.train_dataset, self.val_dataset = [dataset_class(
+                opt.data_path, readlines(split_file.format(part)), opt.height, opt.width,
+                self.frame_ids, 4, is_train=part == "train", img_ext=img_ext, seed=opt.seed)
+                for part in ("train", "val")]
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(str(e))
+        per_process = opt.batch_size // self.world_size
+        self.train_sampler = SeededBatchSampler(len(self.train_dataset), per_process, True, True, opt.seed,
+                                                self.world_size, self.rank)
+        self.val_sampler = SeededBatchSampler(len(self.val_dataset), per_process, False, False, opt.seed,
+                                              self.world_size, self.rank)
         if len(self.train_sampler) == 0:
             raise SystemExit("--batch_size {} is larger than the {} training samples".format(
                 opt.batch_size, len(self.train_dataset)))
@@ -286,51 +317,92 @@ class Trainer:
                                                  num_workers=opt.num_workers)
         self.val_loader = paddle.io.DataLoader(self.val_dataset, batch_sampler=self.val_sampler,
                                                num_workers=0)
-        self.val_iter = None
         self.num_total_steps = len(self.train_sampler) * opt.num_epochs
-
-        print("Training model named:\n  ", opt.model_name)
-        print("Models and logs are saved to:\n  ", opt.log_dir)
-        print("Training is using:\n  ", self.device)
-        print("Using split:\n  ", opt.split)
-        print("There are {:d} training items and {:d} validation items\n".format(
-            len(self.train_dataset), len(self.val_dataset)))
-        self.save_opts()
+        self.writers = {}
+        if self.is_main:
+            from visualdl import LogWriter  # imported here: only the logging process needs it
+            self.writers = {mode: LogWriter(logdir=os.path.join(self.log_path, mode)) for mode in ("train", "val")}
+            print("Training model named:\n  ", opt.model_name)
+            print("Models and logs are saved to:\n  ", opt.log_dir)
+            print("Training is using:\n  ", self.device, "x {}".format(self.world_size) if self.world_size > 1 else "")
+            print("Using split:\n  ", opt.split)
+            print("There are {:d} training items and {:d} validation items\n".format(
+                len(self.train_dataset), len(self.val_dataset)))
+            if state:
+                print("Resuming from {} at epoch {}, batch {}".format(
+                    os.path.join(self.models_dir, "last"), self.epoch, self.start_batch))
+            self.save_opts()
 
     def train(self):
-        self.epoch, self.step = 0, 0
-        self.start_time = time.time()
-        for self.epoch in range(self.opt.num_epochs):
+        self.start_time = self.last_save = time.time()
+        self.first_step = self.step
+        for self.epoch in range(self.epoch, self.opt.num_epochs):
+            self.scheduler.step(self.epoch)  # the rate of this epoch, also after resuming
             self.run_epoch()
-            if (self.epoch + 1) % self.opt.save_frequency == 0:
-                self.save_model()
-            self.scheduler.step()
+            val_loss = self.validate()
+            if self.is_main:
+                self.writers["val"].add_scalar("loss_epoch", val_loss, self.step)
+                print("epoch {:>3} | validation loss {:.5f}".format(self.epoch, val_loss))
+                if (self.epoch + 1) % self.opt.save_frequency == 0:
+                    self.save_model("weights_{}".format(self.epoch))
+                if val_loss < self.best_val_loss:
+                    self.best_val_loss = val_loss
+                    self.save_model("best")
+            self.start_batch = 0
+            self.save_last(self.epoch + 1, 0)
 
     def run_epoch(self):
-        print("Training")
+        if self.is_main:
+            print("Training")
         self.model.train()
-        for sampler in (self.train_sampler, self.val_sampler):
-            sampler.set_epoch(self.epoch)
+        self.train_sampler.set_epoch(self.epoch, self.start_batch)
         self.train_dataset.set_epoch(self.epoch)
-        for batch_idx, inputs in enumerate(self.train_loader):
+        for batch_idx, inputs in enumerate(self.train_loader, self.start_batch):
             before_op_time = time.time()
-            outputs, losses = self.model(inputs)
+            outputs, losses = self.step_model(inputs)
+            loss = losses["loss"]
+            if not bool(paddle.isfinite(loss)):
+                self.save_last(self.epoch, batch_idx)
+                raise SystemExit("the loss is {} at epoch {}, batch {} (step {}); the weights before "
+                                 "this step are in {}".format(float(loss), self.epoch, batch_idx, self.step,
+                                                              os.path.join(self.models_dir, "last")))
             self.optimizer.clear_grad()
-            losses["loss"].backward()
+            loss.backward()
             self.optimizer.step()
             duration = time.time() - before_op_time
 
             early_phase = batch_idx % self.opt.log_frequency == 0 and self.step < 2000
             late_phase = self.step % 2000 == 0
-            if early_phase or late_phase:
-                self.log_time(batch_idx, duration, float(losses["loss"]))
+            if (early_phase or late_phase) and self.is_main:
+                self.log_time(batch_idx, duration, float(loss))
+                if "depth_gt" in inputs:
+                    self.compute_depth_losses(inputs, outputs, losses)
+                self.log("train", inputs, outputs, losses)
                 self.val()
             self.step += 1
+            if time.time() - self.last_save > 60 * self.opt.checkpoint_minutes:
+                self.save_last(self.epoch, batch_idx + 1)
+
+    def validate(self):
+        """Mean loss over the whole validation split (all processes), for choosing models/best."""
+        self.model.eval()
+        total, count = 0.0, 0
+        self.val_sampler.set_epoch(0)
+        with paddle.no_grad():
+            for inputs in self.val_loader:
+                total += float(self.model(inputs)[1]["loss"]) * inputs[("color", 0, 0)].shape[0]
+                count += inputs[("color", 0, 0)].shape[0]
+        if self.world_size > 1:
+            sums = paddle.to_tensor([total, float(count)], dtype="float64")
+            paddle.distributed.all_reduce(sums)
+            total, count = (float(v) for v in sums.numpy())
+        self.model.train()
+        return total / max(count, 1)
 
     def val(self):
-        """Loss on one validation batch."""
+        """Log the losses of one validation batch, as the reference does at every log step."""
         self.model.eval()
-        if self.val_iter is None:
+        if getattr(self, "val_iter", None) is None:
             self.val_iter = iter(self.val_loader)
         try:
             inputs = next(self.val_iter)
@@ -338,54 +410,154 @@ class Trainer:
             self.val_iter = iter(self.val_loader)
             inputs = next(self.val_iter)
         with paddle.no_grad():
-            _, losses = self.model(inputs)
+            outputs, losses = self.model(inputs)
+            if "depth_gt" in inputs:
+                self.compute_depth_losses(inputs, outputs, losses)
+            self.log("val", inputs, outputs, losses)
         self.model.train()
-        return losses
+
+    def compute_depth_losses(self, inputs, outputs, losses):
+        """Depth metrics of the batch against its ground truth (median-scaled, Garg crop):
+        an indication of progress only, as in the reference."""
+        gt = inputs["depth_gt"]
+        h, w = gt.shape[2:]
+        pred = F.interpolate(outputs[("depth", 0, 0)].detach(), [h, w], mode="bilinear", align_corners=False)
+        pred = paddle.clip(pred, 1e-3, 80).numpy()
+        gt = gt.numpy()
+        crop = np.zeros_like(gt, dtype=bool)
+        crop[:, :, int(0.40810811 * h):int(0.99189189 * h), int(0.03594771 * w):int(0.96405229 * w)] = True
+        mask = (gt > 0) & crop
+        if not mask.any():
+            return
+        gt, pred = gt[mask], pred[mask]
+        pred = np.clip(pred * np.median(gt) / np.median(pred), 1e-3, 80)
+        for name, value in zip(DEPTH_METRIC_NAMES, compute_depth_errors(gt, pred)):
+            losses[name] = value
 
     def log_time(self, batch_idx, duration, loss):
         """One progress line, as the reference prints it."""
         samples_per_sec = self.opt.batch_size / max(duration, 1e-9)
         time_sofar = time.time() - self.start_time
-        left = (self.num_total_steps / self.step - 1.0) * time_sofar if self.step > 0 else 0
+        done = self.step - self.first_step
+        left = (self.num_total_steps - self.step) * time_sofar / done if done > 0 else 0
         print("epoch {:>3} | batch {:>6} | examples/s: {:5.1f} | loss: {:.5f} | time elapsed: {} | "
               "time left: {}".format(self.epoch, batch_idx, samples_per_sec, loss,
                                      sec_to_hm_str(time_sofar), sec_to_hm_str(left)))
 
+    def log(self, mode, inputs, outputs, losses):
+        """Losses, metrics and up to four examples' images to VisualDL."""
+        writer = self.writers[mode]
+        for name, value in losses.items():
+            writer.add_scalar(name, float(value), self.step)
+        for j in range(min(4, inputs[("color", 0, 0)].shape[0])):
+            for s in self.opt.scales:
+                for f in self.frame_ids:
+                    writer.add_image("color_{}_{}/{}".format(f, s, j), to_hwc(inputs[("color", f, s)][j]), self.step)
+                    if s == 0 and f != 0:
+                        writer.add_image("color_pred_{}_{}/{}".format(f, s, j),
+                                         to_hwc(outputs[("color", f, s)][j]), self.step)
+                writer.add_image("disp_{}/{}".format(s, j), to_hwc(normalize_image(outputs[("disp", s)][j])),
+                                 self.step)
+                if self.opt.predictive_mask:
+                    for k, f in enumerate(self.frame_ids[1:]):
+                        writer.add_image("predictive_mask_{}_{}/{}".format(f, s, j),
+                                         to_hwc(outputs["predictive_mask"][("disp", s)][j, k:k + 1]), self.step)
+                elif not self.opt.disable_automasking:
+                    writer.add_image("automask_{}/{}".format(s, j),
+                                     to_hwc(outputs["identity_selection/{}".format(s)][j:j + 1]), self.step)
+
     def save_opts(self):
-        models_dir = os.path.join(self.log_path, "models")
-        os.makedirs(models_dir, exist_ok=True)
-        with open(os.path.join(models_dir, "opt.json"), "w") as f:
+        os.makedirs(self.models_dir, exist_ok=True)
+        with open(os.path.join(self.models_dir, "opt.json"), "w") as f:
             json.dump(dict(vars(self.opt), frame_ids=self.frame_ids), f, indent=2)
 
-    def save_model(self):
-        """Write models/weights_<epoch>/ (every network, Adam) as one atomic step."""
+    def checkpoint_files(self):
         files = {}
         for name, layer in self.models.items():
             state = dict(layer.state_dict())
             if name == "encoder":  # what prediction needs to know about the inputs
                 state.update(height=self.opt.height, width=self.opt.width, use_stereo=self.opt.use_stereo)
             files[name + ".pdparams"] = state
-        files["adam.pdparams"] = self.optimizer.state_dict()
-        save_folder_atomic(files, os.path.join(self.log_path, "models", "weights_{}".format(self.epoch)))
+        files["adam.pdparams"] = self.optimizer_state()
+        return files
 
-    def load_model(self):
-        """Load --models_to_load from --load_weights_folder, and Adam's state when it is there."""
-        folder = os.path.expanduser(self.opt.load_weights_folder)
+    def optimizer_state(self):
+        """Adam's state keyed by parameter paths ("depth.decoder.0.conv.conv.weight_moment1_0")
+        instead of Paddle's generated names, which depend on how many layers the process
+        built before: a checkpoint must load into any process."""
+        paths = {p.name: name for name, p in self.model.models.named_parameters()}
+        return {rename_state_key(k, paths): v for k, v in self.optimizer.state_dict().items()}
+
+    def load_optimizer_state(self, state):
+        names = {name: p.name for name, p in self.model.models.named_parameters()}
+        self.optimizer.set_state_dict({rename_state_key(k, names): v for k, v in state.items()})
+
+    def save_model(self, name):
+        """Write models/<name>/ (every network and Adam) as one atomic step (rank 0 only)."""
+        if self.is_main:
+            save_folder_atomic(self.checkpoint_files(), os.path.join(self.models_dir, name))
+
+    def save_last(self, epoch, batch):
+        """models/last: everything needed to continue at `batch` of `epoch` (--resume)."""
+        if self.is_main:
+            files = self.checkpoint_files()
+            files["trainer.json"] = dict(epoch=epoch, batch=batch, step=self.step, seed=self.opt.seed,
+                                         best_val_loss=self.best_val_loss)
+            # the tie-breaking noise continues as it would have
+            files["rng_state.pkl"] = pickle.dumps(paddle.get_rng_state())
+            save_folder_atomic(files, os.path.join(self.models_dir, "last"))
+        self.last_save = time.time()
+
+    def resume_state(self):
+        """Where models/last says the interrupted run stopped; an error if there is nothing."""
+        path = os.path.join(self.models_dir, "last", "trainer.json")
+        if not os.path.isfile(path):
+            raise SystemExit("--resume: no checkpoint at {} (a run writes it every --checkpoint_minutes "
+                             "and at the end of every epoch)".format(os.path.dirname(path)))
+        with open(path) as f:
+            return json.load(f)
+
+    def load_model(self, folder, names):
+        """Load the networks `names` from `folder`, and Adam's state when it is there."""
         if not os.path.isdir(folder):
             raise SystemExit("--load_weights_folder {}: no such folder".format(folder))
-        print("loading model from folder {}".format(folder))
-        for name in self.opt.models_to_load:
+        if self.is_main:
+            print("loading model from folder {}".format(folder))
+        for name in names:
             if name not in self.models:
                 raise SystemExit("--models_to_load {}: these options build no such network (they "
                                  "build {})".format(name, ", ".join(self.models.keys())))
-            print("Loading {} weights...".format(name))
             try:
                 load_weights(self.models[name], os.path.join(folder, name + ".pdparams"))
             except (FileNotFoundError, ValueError) as e:
                 raise SystemExit("{} (choose the networks to load with --models_to_load)".format(e))
         adam_path = os.path.join(folder, "adam.pdparams")
         if os.path.isfile(adam_path):
-            print("Loading Adam weights")
-            self.optimizer.set_state_dict(paddle.load(adam_path))
-        else:
+            try:
+                self.load_optimizer_state(paddle.load(adam_path))
+            except (AssertionError, KeyError, ValueError) as e:
+                print("Adam state in {} does not fit these networks ({}); Adam starts afresh".format(adam_path, e))
+        elif self.is_main:
             print("Cannot find Adam weights so Adam is randomly initialized")
+
+
+ADAM_SUFFIXES = ("_moment1_0", "_moment2_0", "_beta1_pow_acc_0", "_beta2_pow_acc_0")
+
+
+def rename_state_key(key, names):
+    """Optimizer-state key with its parameter name replaced through `names`."""
+    for suffix in ADAM_SUFFIXES:
+        if key.endswith(suffix) and key[:-len(suffix)] in names:
+            return names[key[:-len(suffix)]] + suffix
+    return key
+
+
+DEPTH_METRIC_NAMES = ["de/abs_rel", "de/sq_rel", "de/rms", "de/log_rms", "da/a1", "da/a2", "da/a3"]
+
+
+def to_hwc(image):
+    """A C x H x W tensor in [0, 1] as an H x W x 3 uint8 array for VisualDL."""
+    array = np.clip(image.numpy().transpose(1, 2, 0), 0, 1)
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return (array * 255).astype(np.uint8)

@@ -1,4 +1,5 @@
 """Small helpers shared by the scripts: text files, time strings, images, weight files."""
+import json
 import os
 import shutil
 import tempfile
@@ -40,14 +41,23 @@ def save_atomic(obj, path):
 
 
 def save_folder_atomic(files, folder):
-    """Write {file name: object} as the folder `folder`, all or nothing: the files go to a
+    """Write {file name: object} (.json files as JSON, bytes as they are, others with
+    paddle.save) as the
+    folder `folder`, all or nothing: the files go to a
     temporary sibling folder that replaces `folder` once every file is written."""
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp_" + os.path.basename(folder))
     try:
         for name, obj in files.items():
-            paddle.save(obj, os.path.join(tmp, name))
+            if name.endswith(".json"):
+                with open(os.path.join(tmp, name), "w") as f:
+                    json.dump(obj, f, indent=2)
+            elif isinstance(obj, bytes):
+                with open(os.path.join(tmp, name), "wb") as f:
+                    f.write(obj)
+            else:
+                paddle.save(obj, os.path.join(tmp, name))
         old = None
         if os.path.exists(folder):
             old = tempfile.mkdtemp(dir=parent, prefix=".old_" + os.path.basename(folder))

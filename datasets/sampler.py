@@ -31,9 +31,12 @@ class SeededBatchSampler(paddle.io.Sampler):
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
+        self.start_batch = 0
 
-    def set_epoch(self, epoch):
+    def set_epoch(self, epoch, start_batch=0):
+        """Select the order of `epoch`; `start_batch` skips the batches a resumed run has done."""
         self.epoch = int(epoch)
+        self.start_batch = int(start_batch)
 
     def indices(self):
         """This replica's sample indices for the current epoch."""
@@ -48,7 +51,7 @@ class SeededBatchSampler(paddle.io.Sampler):
 
     def __iter__(self):
         indices = self.indices()
-        for start in range(0, len(indices), self.batch_size):
+        for start in range(self.start_batch * self.batch_size, len(indices), self.batch_size):
             batch = indices[start:start + self.batch_size]
             if len(batch) == self.batch_size or not self.drop_last:
                 yield batch
@@ -56,5 +59,5 @@ class SeededBatchSampler(paddle.io.Sampler):
     def __len__(self):
         per_replica = math.ceil(self.num_samples / self.num_replicas)
         if self.drop_last:
-            return per_replica // self.batch_size
-        return math.ceil(per_replica / self.batch_size)
+            return max(per_replica // self.batch_size - self.start_batch, 0)
+        return max(math.ceil(per_replica / self.batch_size) - self.start_batch, 0)

@@ -119,6 +119,8 @@ class ResNet(nn.Layer):
         self.layer4 = self._make_layer(block, 512, counts[3], 2)
         self.fc = nn.Linear(512 * block.expansion, 1000)
         init_like_torch(self.fc)
+        for p in self.fc.parameters():  # the classifier is never run, so it gets no gradient
+            p.stop_gradient = True
 
     def _make_layer(self, block, planes, count, stride):
         downsample = None

@@ -1,0 +1,119 @@
+"""Export the depth network of a weights folder for Paddle Inference.
+
+    python export_model.py --load_weights_folder DIR [--output PREFIX] [--height H --width W]
+
+writes PREFIX.json and PREFIX.pdiparams (the program and weights paddle.jit.save writes)
+and PREFIX.info.json (input size, encoder depth, whether the weights were trained with
+stereo). The model maps a B x 3 x H x W batch of RGB images in [0, 1] to the B x 1 x H x W
+sigmoid disparity of scale 0. By default H x W is the size the encoder was trained at and
+PREFIX is DIR/inference/depth. inference.py runs it (demo.py --exported PREFIX).
+"""
+import argparse
+import json
+import os
+
+import paddle
+import paddle.nn as nn
+
+from network import DepthDecoder, ResnetEncoder
+from torch_weights import resnet_depth
+from utils import load_weights
+
+INFO_SUFFIX = ".info.json"
+
+
+class DepthNet(nn.Layer):
+    """Encoder and decoder as one layer: image batch in, scale-0 disparity out."""
+
+    def __init__(self, num_layers):
+        super().__init__()
+        self.encoder = ResnetEncoder(num_layers, False)
+        self.decoder = DepthDecoder(self.encoder.num_ch_enc, scales=[0])
+
+    def forward(self, images):
+        return self.decoder(self.encoder(images))[("disp", 0)]
+
+
+def encoder_depth(path):
+    """The ResNet depth (18, 34, ...) of the encoder weights file `path`."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError("weights file not found: {}".format(path))
+    try:
+        saved = paddle.load(path, return_numpy=True)
+    except Exception as e:  # paddle raises assorted types for corrupt files
+        raise ValueError("cannot read weights file {}: {}".format(path, e)) from None
+    blocks = {k[len("encoder."):]: v for k, v in saved.items() if k.startswith("encoder.")}
+    try:
+        return resnet_depth(blocks)
+    except ValueError as e:
+        raise ValueError("{}: {}".format(path, e)) from None
+
+
+def load_depth_net(folder):
+    """DepthNet in evaluation mode with the weights of `folder` (encoder.pdparams and
+    depth.pdparams), and a dict of the encoder's depth (num_layers) and of the encoder
+    file's extra entries: height, width, use_stereo (None when absent)."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError("weights folder not found: {}".format(folder))
+    encoder_path = os.path.join(folder, "encoder.pdparams")
+    num_layers = encoder_depth(encoder_path)
+    net = DepthNet(num_layers)
+    saved = load_weights(net.encoder, encoder_path)
+    load_weights(net.decoder, os.path.join(folder, "depth.pdparams"))
+    net.eval()
+    info = {k: saved.get(k) for k in ("height", "width", "use_stereo")}
+    info["num_layers"] = num_layers
+    for key in ("height", "width"):
+        if info[key] is None:
+            raise ValueError("{} has no '{}' entry: it is not an encoder saved by training or "
+                             "by tools/convert_weights.py".format(encoder_path, key))
+        info[key] = int(info[key])
+    if info["use_stereo"] is not None:
+        info["use_stereo"] = bool(info["use_stereo"])
+    return net, info
+
+
+def check_size(height, width):
+    """The encoder halves the size five times and the decoder doubles it back."""
+    for name, value in (("--height", height), ("--width", width)):
+        if value <= 0 or value % 32:
+            raise ValueError("{} {}: must be a positive multiple of 32".format(name, value))
+
+
+def export(folder, output, height=None, width=None):
+    """Export the network of the weights folder `folder` to the prefix `output`; returns
+    the info written beside it."""
+    net, info = load_depth_net(folder)
+    info["height"] = height or info["height"]
+    info["width"] = width or info["width"]
+    check_size(info["height"], info["width"])
+    spec = [paddle.static.InputSpec([None, 3, info["height"], info["width"]], "float32", "images")]
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    paddle.jit.save(paddle.jit.to_static(net, input_spec=spec, full_graph=True), output)
+    with open(output + INFO_SUFFIX, "w") as f:
+        json.dump(info, f, indent=2)
+    return info
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--load_weights_folder", required=True,
+                        help="folder with encoder.pdparams and depth.pdparams")
+    parser.add_argument("--output", help="prefix of the exported files "
+                        "(default: LOAD_WEIGHTS_FOLDER/inference/depth)")
+    parser.add_argument("--height", type=int, help="input height (default: the encoder's)")
+    parser.add_argument("--width", type=int, help="input width (default: the encoder's)")
+    args = parser.parse_args(argv)
+    output = args.output or os.path.join(args.load_weights_folder, "inference", "depth")
+    paddle.set_device("cpu")
+    try:
+        info = export(args.load_weights_folder, output, args.height, args.width)
+    except (OSError, ValueError) as err:
+        parser.exit(1, "error: {}\n".format(err))
+    print("exported ResNet-{num_layers} depth network for {height}x{width} inputs to".format(**info),
+          output + ".*")
+
+
+if __name__ == "__main__":
+    main()

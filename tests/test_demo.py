@@ -1,0 +1,230 @@
+"""demo.py on an untrained ResNet-18 at 64x192: images, folders and videos in, the files
+it writes read back and checked against the network, the colour range, metric depth,
+the released-model fetch (offline, on local files) and the errors."""
+import hashlib
+import io
+import os
+import shutil
+import zipfile
+
+import matplotlib
+import numpy as np
+import paddle
+import pytest
+from PIL import Image
+
+import demo
+import export_model
+from export_model import load_depth_net
+from layers import disp_to_depth
+from test_export_model import make_weights_folder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REF_WEIGHTS = os.path.join(ROOT, "tests", "data", "ref_weights")
+SIZES = {"a": (100, 40), "b": (150, 70)}  # width, height of the test images
+
+
+@pytest.fixture(scope="module")
+def stereo_weights(tmp_path_factory):
+    return make_weights_folder(tmp_path_factory.mktemp("stereo"), use_stereo=True)
+
+
+@pytest.fixture(scope="module")
+def mono_weights(tmp_path_factory):
+    return make_weights_folder(tmp_path_factory.mktemp("mono"), use_stereo=False, seed=1)
+
+
+@pytest.fixture
+def images(tmp_path):
+    """A folder with two PNG images of different sizes."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (w, h) in SIZES.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / (name + ".png"))
+    return folder
+
+
+def run_demo(*args):
+    assert demo.main([str(a) for a in args]) is None
+
+
+def run_demo_error(capsys, *args):
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main([str(a) for a in args])
+    assert exit_info.value.code == 1
+    return capsys.readouterr().err
+
+
+def expected_disparity(weights, image_file):
+    """The network's sigmoid disparity of an image resized as the demo does."""
+    net, info = load_depth_net(weights)
+    image = Image.open(image_file).convert("RGB").resize((info["width"], info["height"]), Image.LANCZOS)
+    batch = (np.asarray(image, np.float32) / 255).transpose(2, 0, 1)[None]
+    with paddle.no_grad():
+        return net(paddle.to_tensor(batch)).numpy()
+
+
+def test_folder_writes_colour_image_and_scaled_disparity(stereo_weights, images, tmp_path):
+    out = tmp_path / "out"
+    run_demo("--image_path", images, "--ext", "png", "--load_weights_folder", stereo_weights,
+             "--output_dir", out)
+    assert sorted(os.listdir(out)) == ["a_disp.jpeg", "a_disp.npy", "b_disp.jpeg", "b_disp.npy"]
+    for name, size in SIZES.items():
+        with Image.open(out / (name + "_disp.jpeg")) as jpeg:
+            assert jpeg.size == size and jpeg.mode == "RGB"
+        scaled = np.load(out / (name + "_disp.npy"))
+        assert scaled.shape == (1, 1, 64, 192)
+        expected = disp_to_depth(expected_disparity(stereo_weights, images / (name + ".png")), 0.1, 100)[0]
+        np.testing.assert_allclose(scaled, expected, rtol=1e-6)
+
+
+def test_single_image_writes_beside_it_and_folder_skips_outputs(stereo_weights, images):
+    run_demo("--image_path", images / "a.png", "--model_path", stereo_weights)
+    assert sorted(os.listdir(images)) == ["a.png", "a_disp.jpeg", "a_disp.npy", "b.png"]
+    with pytest.raises(ValueError, match=r"no \*\.jpeg images in "):  # a_disp.jpeg is an output
+        demo.find_inputs(str(images), "jpeg")
+
+
+def test_colour_map_spans_minimum_to_95th_percentile():
+    disp = np.linspace(2, 3, 100 * 50, dtype=np.float32).reshape(50, 100)
+    colours = demo.colorize(disp)
+    magma = matplotlib.colormaps["magma"]
+    top = (np.array(magma(1.0)[:3]) * 255).astype(np.uint8)
+    bottom = (np.array(magma(0.0)[:3]) * 255).astype(np.uint8)
+    vmax = np.percentile(disp, 95)
+    assert colours.dtype == np.uint8 and colours.shape == (50, 100, 3)
+    assert (colours[disp >= vmax] == top).all()
+    below_top_bin = disp < vmax - (vmax - disp.min()) / 128  # magma has 256 colours
+    assert (colours[below_top_bin] != top).any(axis=1).all()
+    assert (colours[0, 0] == bottom).all()
+    middle = np.argmin(np.abs(disp - (2 + vmax) / 2))
+    np.testing.assert_allclose(colours.reshape(-1, 3)[middle], np.array(magma(0.5)[:3]) * 255, atol=2)
+
+
+def test_written_jpeg_is_the_colour_mapped_resized_disparity(stereo_weights, images):
+    run_demo("--image_path", images / "b.png", "--load_weights_folder", stereo_weights)
+    net, info = load_depth_net(stereo_weights)
+    _, full = demo.predict_image(lambda x: net(paddle.to_tensor(x)).numpy(), info,
+                                 Image.open(images / "b.png").convert("RGB"))
+    assert full.shape == (70, 150)
+    expected = io.BytesIO()
+    Image.fromarray(demo.colorize(full)).save(expected, "JPEG")
+    np.testing.assert_array_equal(np.asarray(Image.open(images / "b_disp.jpeg")),
+                                  np.asarray(Image.open(expected)))
+
+
+def test_metric_depth_is_the_stereo_scale_times_depth(stereo_weights, images, tmp_path):
+    run_demo("--image_path", images / "a.png", "--load_weights_folder", stereo_weights,
+             "--output_dir", tmp_path)
+    run_demo("--image_path", images / "a.png", "--load_weights_folder", stereo_weights,
+             "--output_dir", tmp_path, "--pred_metric_depth")
+    scaled = np.load(tmp_path / "a_disp.npy")
+    depth = np.load(tmp_path / "a_depth.npy")
+    np.testing.assert_allclose(depth, 5.4 / scaled, rtol=1e-6)
+    assert 0.54 <= depth.min() and depth.max() <= 540
+
+
+def test_metric_depth_refused_for_mono_weights_unless_forced(mono_weights, images, tmp_path, capsys):
+    out = tmp_path / "out"
+    err = run_demo_error(capsys, "--image_path", images / "a.png", "--load_weights_folder", mono_weights,
+                         "--output_dir", out, "--pred_metric_depth")
+    assert "trained without stereo" in err and "--force_metric_depth" in err
+    assert not out.exists()
+    run_demo("--image_path", images / "a.png", "--load_weights_folder", mono_weights,
+             "--output_dir", out, "--pred_metric_depth", "--force_metric_depth")
+    assert sorted(os.listdir(out)) == ["a_depth.npy", "a_disp.jpeg"]
+
+
+def test_video_frames(stereo_weights, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    video = str(tmp_path / "clip.avi")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 48))
+    for i in range(3):
+        writer.write(np.full((48, 96, 3), 60 * i + 20, np.uint8))
+    writer.release()
+    run_demo("--image_path", video, "--load_weights_folder", stereo_weights)
+    names = sorted(n for n in os.listdir(tmp_path) if n != "clip.avi")
+    assert names == ["clip_{:06d}_disp.{}".format(i, e) for i in range(3) for e in ("jpeg", "npy")]
+    first, last = (np.load(tmp_path / "clip_{:06d}_disp.npy".format(i)) for i in (0, 2))
+    assert first.shape == (1, 1, 64, 192) and not np.allclose(first, last)
+    with Image.open(tmp_path / "clip_000001_disp.jpeg") as jpeg:
+        assert jpeg.size == (96, 48)
+
+
+def test_exported_model_gives_the_eager_results(stereo_weights, images, tmp_path):
+    prefix = str(tmp_path / "exported" / "depth")
+    export_model.main(["--load_weights_folder", stereo_weights, "--output", prefix])
+    for flag, source, out in (("--load_weights_folder", stereo_weights, "eager"), ("--exported", prefix, "exp")):
+        run_demo("--image_path", images, "--ext", "png", flag, source, "--output_dir", tmp_path / out,
+                 "--pred_metric_depth")
+    for name in SIZES:
+        np.testing.assert_allclose(np.load(tmp_path / "exp" / (name + "_depth.npy")),
+                                   np.load(tmp_path / "eager" / (name + "_depth.npy")), rtol=1e-4)
+
+
+def test_errors_name_the_problem(stereo_weights, images, tmp_path, capsys):
+    missing = tmp_path / "missing"
+    assert "--image_path {}: no such file or folder".format(missing) in run_demo_error(
+        capsys, "--image_path", missing, "--load_weights_folder", stereo_weights)
+    assert "weights folder not found: {}".format(missing) in run_demo_error(
+        capsys, "--image_path", images, "--ext", "png", "--load_weights_folder", missing)
+    no_decoder = tmp_path / "no_decoder"
+    no_decoder.mkdir()
+    shutil.copy(os.path.join(stereo_weights, "encoder.pdparams"), no_decoder)
+    assert "weights file not found: {}".format(no_decoder / "depth.pdparams") in run_demo_error(
+        capsys, "--image_path", images, "--ext", "png", "--load_weights_folder", no_decoder)
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    assert "cannot read {}: not an image Pillow can open, nor a video".format(text) in run_demo_error(
+        capsys, "--image_path", text, "--load_weights_folder", stereo_weights)
+    assert "no exported model at {}".format(missing) in run_demo_error(
+        capsys, "--image_path", images, "--ext", "png", "--exported", missing)
+    assert not (images / "a_disp.jpeg").exists()
+
+
+def make_release(folder):
+    """A zip laid out like a released model (torch-format encoder.pth and depth.pth of the
+    reference networks) and its md5 sum."""
+    archive = os.path.join(folder, "release.zip")
+    with zipfile.ZipFile(archive, "w") as f:
+        for name in ("encoder.pth", "depth.pth"):
+            f.write(os.path.join(REF_WEIGHTS, name), name)
+    with open(archive, "rb") as f:
+        return archive, hashlib.md5(f.read()).hexdigest()
+
+
+def test_released_model_is_downloaded_checked_unzipped_and_converted(tmp_path, monkeypatch):
+    archive, md5 = make_release(tmp_path)
+    monkeypatch.setitem(demo.RELEASED_MODELS, "stereo_640x192", ("stereo_640x192.zip", md5))
+    urls = []
+
+    def download(url, path):
+        urls.append(url)
+        shutil.copy(archive, path)
+
+    models = tmp_path / "models"
+    folder = demo.fetch_released_model("stereo_640x192", str(models), download)
+    assert folder == str(models / "stereo_640x192")
+    assert urls == [demo.RELEASE_URL + "stereo_640x192.zip"]
+    assert {"encoder.pdparams", "depth.pdparams"} <= set(os.listdir(folder))
+    _, info = load_depth_net(folder)
+    assert info == {"height": 192, "width": 640, "use_stereo": True, "num_layers": 18}
+    assert demo.fetch_released_model("stereo_640x192", str(models), download) == folder
+    assert len(urls) == 1  # converted weights are reused
+
+
+def test_released_model_zip_with_the_wrong_md5_is_refused(tmp_path, monkeypatch):
+    archive, md5 = make_release(tmp_path)
+    monkeypatch.setitem(demo.RELEASED_MODELS, "mono_640x192", ("mono_640x192.zip", "0" * 32))
+    models = tmp_path / "models"
+    with pytest.raises(ValueError, match="mono_640x192.zip has md5 {}, expected 0{{32}}".format(md5)):
+        demo.fetch_released_model("mono_640x192", str(models), lambda url, path: shutil.copy(archive, path))
+    assert not (models / "mono_640x192").exists()
+
+
+def test_release_table_matches_the_reference_names():
+    assert len(demo.RELEASED_MODELS) == 9
+    for name, (file_name, md5) in demo.RELEASED_MODELS.items():
+        assert file_name == name.replace("+", "%2B") + ".zip"
+        assert len(md5) == 32 and int(md5, 16) >= 0

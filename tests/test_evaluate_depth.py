@@ -1,0 +1,350 @@
+"""evaluate_depth.py: the reference's protocol on hand-made disparities (numbers worked out
+by hand), every flag, the JSON output and the errors, plus runs of a tiny untrained
+network on a tiny synthetic drive."""
+import json
+import os
+import sys
+
+import numpy as np
+import paddle
+import pytest
+from PIL import Image
+
+import evaluate_depth
+import network
+from evaluate_depth import (SplitImages, evaluate, garg_crop_mask, post_process_disparity,
+                            resize_linear)
+from export_gt_depth import export_gt_depths, save_gt_depths
+from layers import disp_to_depth
+from options import MonodepthOptions
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+from make_synthetic_kitti import TEST_DRIVE, generate_drive  # noqa: E402
+
+
+
+def options(*args):
+    return MonodepthOptions().parse(list(args) + ["--num_workers", "0", "--device", "cpu"])
+
+
+def metrics(result):
+    return [result["metrics"][k] for k in evaluate_depth.METRICS]
+
+
+# ---------------------------------------------------------------- building blocks
+
+def test_resize_matches_opencv_values():
+    # cv2.resize(np.array([[1, 2], [3, 5]], np.float64), (4, 3)) with OpenCV 4.10
+    out = resize_linear(np.array([[1.0, 2.0], [3.0, 5.0]]), 4, 3)
+    expected = [[1.0, 1.25, 1.75, 2.0],
+                [2.0, 2.375, 3.125, 3.5],
+                [3.0, 3.5, 4.5, 5.0]]
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-15)
+    # non-integer factors (source position (d + 0.5) * n_in / n_out - 0.5), same OpenCV
+    out = resize_linear(np.array([[0.0, 3.0, 9.0], [1.0, 2.0, 4.0]]), 5, 3)
+    expected = [[0.0, 1.2, 3.0, 6.6, 9.0],
+                [0.5, 1.3, 2.5, 4.9, 6.5],
+                [1.0, 1.4, 2.0, 3.2, 4.0]]
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-15)
+    same = np.random.default_rng(0).random((4, 6)).astype(np.float32)
+    out = resize_linear(same, 6, 4)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, same)
+
+
+def test_post_process_blends_borders_from_each_pass():
+    direct = np.ones((1, 2, 100), np.float32)
+    flipped = np.full((1, 2, 100), 3.0, np.float32)
+    out = post_process_disparity(direct, flipped)
+    assert out.dtype == np.float64  # the blend weights are float64, as in the reference
+    np.testing.assert_allclose(out[0, 0, :5], 3.0)   # left border: the mirrored pass
+    np.testing.assert_allclose(out[0, 0, -5:], 1.0)  # right border: the direct pass
+    np.testing.assert_allclose(out[0, 0, 20:80], 2.0)  # middle: the mean
+
+
+def test_garg_crop_on_kitti_and_small_images():
+    mask = garg_crop_mask((375, 1242))
+    rows, cols = np.nonzero(mask)
+    assert (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1) == (153, 371, 44, 1197)
+    mask = garg_crop_mask((20, 30))
+    rows, cols = np.nonzero(mask)
+    assert (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1) == (8, 19, 1, 28)
+
+
+# ---------------------------------------------------------------- protocol on given disparities
+
+@pytest.fixture
+def splits(tmp_path, monkeypatch):
+    """An empty splits folder that evaluate_depth uses; `add(split, maps)` writes a ground truth."""
+    root = tmp_path / "splits"
+    monkeypatch.setattr(evaluate_depth, "SPLITS_DIR", str(root))
+
+    def add(split, maps, lines=None):
+        lines = lines or ["d {} l".format(i) for i in range(len(maps))]
+        (root / split).mkdir(parents=True, exist_ok=True)
+        (root / split / "test_files.txt").write_text("\n".join(lines) + "\n")
+        save_gt_depths(str(root / split / "gt_depths.npz"), split, lines, maps)
+    return add
+
+
+def disparities(tmp_path, *values, shape=(20, 30)):
+    path = str(tmp_path / "disps.npy")
+    np.save(path, np.stack([np.full(shape, v, np.float32) for v in values]))
+    return path
+
+
+def test_mono_median_scaling_and_json(tmp_path, splits, capsys):
+    splits("synthetic", [np.full((20, 30), 10, np.float32)] * 2)
+    result = evaluate(options("--eval_mono", "--eval_split", "synthetic",
+                              "--ext_disp_to_eval", disparities(tmp_path, 0.2, 0.4)))
+    np.testing.assert_allclose(metrics(result), [0, 0, 0, 0, 1, 1, 1], atol=1e-6)
+    assert result["scaling_ratios"]["median"] == pytest.approx(3.0)  # ratios 2 and 4
+    assert result["scaling_ratios"]["std"] == pytest.approx(np.std([2 / 3, 4 / 3]))
+    out = capsys.readouterr().out
+    assert "Mono evaluation - using median scaling" in out
+    assert " Scaling ratios | med: 3.000 | std: 0.333" in out
+    assert "&   0.000  &   0.000  &   0.000  &   0.000  &   1.000  &   1.000  &   1.000  \\\\" in out
+    with open(tmp_path / "eval_depth_synthetic.json") as f:  # beside the disparities file
+        assert json.load(f) == result
+    assert result["mode"] == "mono" and result["num_images"] == 2 and result["split"] == "synthetic"
+
+
+def test_stereo_scales_by_5_4_without_median_scaling(tmp_path, splits, capsys):
+    splits("synthetic", [np.full((20, 30), 10, np.float32)])
+    result = evaluate(options("--eval_stereo", "--eval_split", "synthetic",
+                              "--ext_disp_to_eval", disparities(tmp_path, 0.27)))
+    # depth 5.4 / 0.27 = 20 against 10 m
+    np.testing.assert_allclose(metrics(result), [1, 10, 10, np.log(2), 0, 0, 0], rtol=1e-6)
+    assert result["scaling_ratios"] is None and result["mode"] == "stereo"
+    assert "Stereo evaluation - disabling median scaling, scaling by 5.4" in capsys.readouterr().out
+
+
+def test_disable_median_scaling_and_scale_factor(tmp_path, splits):
+    splits("synthetic", [np.full((20, 30), 10, np.float32)])
+    disps = disparities(tmp_path, 0.2)  # 5 m
+    result = evaluate(options("--eval_mono", "--disable_median_scaling", "--eval_split", "synthetic",
+                              "--ext_disp_to_eval", disps))
+    np.testing.assert_allclose(metrics(result), [0.5, 2.5, 5, np.log(2), 0, 0, 0], rtol=1e-6)
+    result = evaluate(options("--eval_mono", "--disable_median_scaling", "--pred_depth_scale_factor", "2",
+                              "--eval_split", "synthetic", "--ext_disp_to_eval", disps))
+    np.testing.assert_allclose(metrics(result), [0, 0, 0, 0, 1, 1, 1], atol=1e-6)
+
+
+def test_predictions_are_capped_at_80_m(tmp_path, splits):
+    splits("synthetic", [np.full((20, 30), 40, np.float32)])
+    result = evaluate(options("--eval_mono", "--disable_median_scaling", "--eval_split", "synthetic",
+                              "--ext_disp_to_eval", disparities(tmp_path, 0.001)))  # 1000 m
+    assert result["metrics"]["abs_rel"] == pytest.approx(1.0)  # (80 - 40) / 40
+
+
+def test_crop_and_range_apply_to_eigen_style_splits_only(tmp_path, splits):
+    gt = np.full((20, 30), 10, np.float32)
+    gt[0, 0] = 90  # beyond 80 m: ignored by eigen-style splits, counted by the benchmark's
+    splits("synthetic", [gt])
+    splits("eigen_benchmark", [gt])
+    disp = np.full((1, 20, 30), 0.1, np.float32)  # 10 m inside the crop
+    disp[0, :8] = 0.025                             # 40 m in the rows above it
+    np.save(tmp_path / "d.npy", disp)
+    args = ["--eval_mono", "--disable_median_scaling", "--ext_disp_to_eval", str(tmp_path / "d.npy")]
+    cropped = evaluate(options(*args, "--eval_split", "synthetic"))
+    np.testing.assert_allclose(metrics(cropped), [0, 0, 0, 0, 1, 1, 1], atol=1e-6)
+    full = evaluate(options(*args, "--eval_split", "eigen_benchmark"))
+    wrong = 8 * 30  # the uncropped rows, the 90 m pixel among them
+    assert full["metrics"]["a1"] == pytest.approx(1 - wrong / 600)
+    expected_abs_rel = (239 * 3 + 50 / 90) / 600  # 40 m against 10 m, and against 90 m
+    assert full["metrics"]["abs_rel"] == pytest.approx(expected_abs_rel, rel=1e-6)
+
+
+def test_disparities_are_resized_to_the_ground_truth(tmp_path, splits):
+    splits("synthetic", [np.full((40, 60), 10, np.float32)])
+    result = evaluate(options("--eval_mono", "--disable_median_scaling", "--eval_split", "synthetic",
+                              "--ext_disp_to_eval", disparities(tmp_path, 0.1, shape=(20, 30))))
+    np.testing.assert_allclose(metrics(result), [0, 0, 0, 0, 1, 1, 1], atol=1e-6)
+
+
+def test_eval_eigen_to_benchmark_reorders(tmp_path, splits):
+    splits("eigen_benchmark", [np.full((20, 30), 10, np.float32), np.full((20, 30), 20, np.float32)])
+    os.makedirs(evaluate_depth.SPLITS_DIR + "/benchmark")
+    np.save(evaluate_depth.SPLITS_DIR + "/benchmark/eigen_to_benchmark_ids.npy", np.array([2, 0]))
+    disps = disparities(tmp_path, 0.05, 1.0, 0.1)  # 20 m, 1 m, 10 m
+    args = ["--eval_mono", "--disable_median_scaling", "--eval_split", "eigen_benchmark",
+            "--ext_disp_to_eval", disps]
+    result = evaluate(options(*args, "--eval_eigen_to_benchmark"))
+    np.testing.assert_allclose(metrics(result), [0, 0, 0, 0, 1, 1, 1], atol=1e-6)
+    with pytest.raises(ValueError, match="holds 2 depth maps but there are 3 predictions"):
+        evaluate(options(*args))
+
+
+def test_benchmark_split_writes_16_bit_pngs(tmp_path, splits):
+    out = tmp_path / "out"
+    result = evaluate(options("--eval_stereo", "--eval_split", "benchmark", "--eval_out_dir", str(out),
+                              "--ext_disp_to_eval", disparities(tmp_path, 0.5, 0.01)))
+    assert result is None
+    pngs = sorted(os.listdir(out / "benchmark_predictions"))
+    assert pngs == ["0000000000.png", "0000000001.png"]
+    first = np.array(Image.open(out / "benchmark_predictions" / pngs[0]))
+    second = np.array(Image.open(out / "benchmark_predictions" / pngs[1]))
+    assert first.shape == (352, 1216) and first.dtype == np.uint16
+    assert (first == 2764).all()    # 5.4 / 0.5 = 10.8 m, * 256 truncated
+    assert (second == 20480).all()  # 540 m capped at 80 m
+    assert os.path.isfile(out / "disps_benchmark_split.npy")
+
+
+def test_no_eval_only_saves_disparities(tmp_path, splits):
+    out = tmp_path / "out"
+    disps = disparities(tmp_path, 0.5)
+    assert evaluate(options("--eval_mono", "--eval_split", "synthetic", "--no_eval",
+                            "--eval_out_dir", str(out), "--ext_disp_to_eval", disps)) is None
+    assert os.listdir(out) == ["disps_synthetic_split.npy"]
+    np.testing.assert_array_equal(np.load(out / "disps_synthetic_split.npy"), np.load(disps))
+    assert not os.path.exists(tmp_path / "eval_depth_synthetic.json")
+
+
+def test_bad_ground_truth(tmp_path, splits):
+    disps = disparities(tmp_path, 0.2, 0.2)
+    args = ["--eval_mono", "--eval_split", "synthetic", "--ext_disp_to_eval", disps]
+    with pytest.raises(FileNotFoundError, match=r"synthetic/gt_depths.npz .*export_gt_depth.py"):
+        evaluate(options(*args))
+    splits("synthetic", [np.full((20, 30), 10, np.float32)] * 3)
+    with pytest.raises(ValueError, match="holds 3 depth maps but there are 2 predictions"):
+        evaluate(options(*args))
+    splits("synthetic", [np.full((20, 30), 10, np.float32)] * 2)
+    save_gt_depths(evaluate_depth.SPLITS_DIR + "/synthetic/gt_depths.npz", "eigen", ["d 0 l", "d 1 l"],
+                   [np.ones((2, 2), np.float32)] * 2)
+    with pytest.raises(ValueError, match="exported for --split eigen, not synthetic"):
+        evaluate(options(*args))
+    with open(evaluate_depth.SPLITS_DIR + "/synthetic/test_files.txt", "w") as f:
+        f.write("d 5 l\nd 6 l\n")
+    save_gt_depths(evaluate_depth.SPLITS_DIR + "/synthetic/gt_depths.npz", "synthetic", ["d 0 l", "d 1 l"],
+                   [np.ones((2, 2), np.float32)] * 2)
+    with pytest.raises(ValueError, match="another test_files.txt"):
+        evaluate(options(*args))
+
+
+def test_bad_disparity_files(tmp_path, splits):
+    splits("synthetic", [np.full((20, 30), 10, np.float32)])
+    with pytest.raises(FileNotFoundError, match="--ext_disp_to_eval .*none.npy"):
+        evaluate(options("--eval_mono", "--eval_split", "synthetic", "--ext_disp_to_eval",
+                         str(tmp_path / "none.npy")))
+    np.save(tmp_path / "flat.npy", np.ones((20, 30), np.float32))
+    with pytest.raises(ValueError, match=r"N x H x W disparities, got shape \(20, 30\)"):
+        evaluate(options("--eval_mono", "--eval_split", "synthetic", "--ext_disp_to_eval",
+                         str(tmp_path / "flat.npy")))
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "exactly one of --eval_mono and --eval_stereo"),
+    (["--eval_mono", "--eval_stereo"], "exactly one of --eval_mono and --eval_stereo"),
+    (["--eval_mono", "--eval_split", "odom_9", "--ext_disp_to_eval", "d.npy"], "use evaluate_pose.py"),
+    (["--eval_mono"], "--load_weights_folder"),
+    (["--eval_mono", "--eval_eigen_to_benchmark", "--load_weights_folder", "w"], "--ext_disp_to_eval"),
+    (["--eval_mono", "--save_pred_disps", "--ext_disp_to_eval", "d.npy"], "--save_pred_disps writes into"),
+    (["--eval_mono", "--eval_split", "benchmark", "--ext_disp_to_eval", "d.npy"], "--eval_out_dir"),
+])
+def test_bad_flag_combinations(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_depth.main(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- runs of a network
+
+@pytest.fixture(scope="module")
+def drive(tmp_path_factory):
+    """A 3-frame 192x64 synthetic drive with its exported ground truth, and a weights folder
+    of an untrained ResNet-18 depth network."""
+    root = tmp_path_factory.mktemp("eval")
+    folder = generate_drive(str(root), TEST_DRIVE, num_frames=3, width=192, height=64, workers=1)["folder"]
+    lines = ["{} {:010d} l".format(folder, i) for i in range(3)]
+    (root / "splits" / "synthetic").mkdir(parents=True)
+    (root / "splits" / "synthetic" / "test_files.txt").write_text("\n".join(lines) + "\n")
+    export_gt_depths(str(root), "synthetic", str(root / "splits"))
+    paddle.seed(0)
+    encoder = network.ResnetEncoder(18, False)
+    decoder = network.DepthDecoder(encoder.num_ch_enc)
+    weights = root / "weights"
+    weights.mkdir()
+    paddle.save(dict(encoder.state_dict(), height=64, width=192, use_stereo=False),
+                str(weights / "encoder.pdparams"))
+    paddle.save(decoder.state_dict(), str(weights / "depth.pdparams"))
+    return {"root": str(root), "splits": str(root / "splits"), "weights": str(weights), "lines": lines,
+            "encoder": encoder, "decoder": decoder}
+
+
+@pytest.fixture
+def run(drive, monkeypatch, tmp_path):
+    """evaluate() on the drive with a fresh copy of the weights folder."""
+    monkeypatch.setattr(evaluate_depth, "SPLITS_DIR", drive["splits"])
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in os.listdir(drive["weights"]):
+        os.link(os.path.join(drive["weights"], name), weights / name)
+
+    def run_(*args):
+        return evaluate(options("--data_path", drive["root"], "--eval_split", "synthetic",
+                                "--load_weights_folder", str(weights), *args)), str(weights)
+    return run_
+
+
+def test_network_run_saves_disparities_and_json(run, capsys):
+    result, weights = run("--eval_mono", "--save_pred_disps")
+    out = capsys.readouterr().out
+    assert "-> Computing predictions with size 192x64" in out
+    assert out.count("&") == 7 and "images/s" in out
+    disps = np.load(os.path.join(weights, "disps_synthetic_split.npy"))
+    assert disps.shape == (3, 64, 192) and disps.dtype == np.float32
+    assert disps.min() >= 0.01 and disps.max() <= 10  # disp_to_depth's range for 0.1..100 m
+    with open(os.path.join(weights, "eval_depth_synthetic.json")) as f:
+        saved = json.load(f)
+    assert saved == result and saved["num_images"] == 3 and saved["weights"] == weights
+    assert 0 < saved["metrics"]["abs_rel"] < 10 and 0 <= saved["metrics"]["a1"] <= 1
+
+    # --min_depth/--max_depth set the disparity range: same sigmoid, other affine map
+    run("--eval_mono", "--save_pred_disps", "--min_depth", "1", "--max_depth", "10")
+    narrow = np.load(os.path.join(weights, "disps_synthetic_split.npy"))
+    sigmoid = (disps - 0.01) / (10 - 0.01)
+    np.testing.assert_allclose(narrow, 0.1 + 0.9 * sigmoid, atol=1e-5)
+
+
+def test_post_process_runs_both_passes(run, drive):
+    _, weights = run("--eval_mono", "--post_process", "--save_pred_disps", "--no_eval")
+    saved = np.load(os.path.join(weights, "disps_synthetic_split.npy"))
+    assert saved.dtype == np.float64
+    images = SplitImages(drive["root"], drive["lines"], 64, 192, [0], 1)
+    color = paddle.to_tensor(np.stack([images[i][("color", 0, 0)] for i in range(3)]))
+    drive["encoder"].eval()
+    drive["decoder"].eval()
+    with paddle.no_grad():
+        both = paddle.concat([color, paddle.flip(color, [3])], axis=0)
+        disp = disp_to_depth(drive["decoder"](drive["encoder"](both))[("disp", 0)], 0.1, 100)[0][:, 0].numpy()
+    expected = post_process_disparity(disp[:3], disp[3:, :, ::-1])
+    np.testing.assert_allclose(saved, expected, atol=1e-6)
+
+
+def test_png_flag_reads_png_images(run):
+    with pytest.raises(FileNotFoundError, match=r"0000000000\.png"):
+        run("--eval_mono", "--png")
+
+
+def test_weights_of_another_depth_or_missing(run):
+    with pytest.raises(ValueError, match="holds a ResNet-18 encoder but --num_layers is 50"):
+        run("--eval_mono", "--num_layers", "50")
+    _, weights = run("--eval_mono", "--no_eval")
+    os.remove(os.path.join(weights, "depth.pdparams"))
+    with pytest.raises(FileNotFoundError, match="depth.pdparams"):
+        run("--eval_mono")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        evaluate(options("--eval_mono", "--eval_split", "synthetic", "--load_weights_folder", weights + "x"))
+
+
+def test_encoder_without_input_size_uses_the_options(run, capsys):
+    _, weights = run("--eval_mono", "--no_eval")
+    path = os.path.join(weights, "encoder.pdparams")
+    state = paddle.load(path)
+    del state["height"], state["width"]
+    os.remove(path)
+    paddle.save(state, path)
+    run("--eval_mono", "--no_eval", "--height", "32", "--width", "96", "--save_pred_disps")
+    assert "does not record the input size: using --height 32 --width 96" in capsys.readouterr().out
+    assert np.load(os.path.join(weights, "disps_synthetic_split.npy")).shape == (3, 32, 96)

@@ -1,0 +1,45 @@
+"""Options: the reference's names and defaults, and clear start-up errors."""
+import pytest
+
+from options import MonodepthOptions
+
+REFERENCE_DEFAULTS = dict(
+    model_name="mdp", split="eigen_zhou", num_layers=18, dataset="kitti", png=False, height=192,
+    width=640, disparity_smoothness=1e-3, scales=[0, 1, 2, 3], min_depth=0.1, max_depth=100.0,
+    use_stereo=False, frame_ids=[0, -1, 1], batch_size=12, learning_rate=1e-4, num_epochs=20,
+    scheduler_step_size=15, v1_multiscale=False, avg_reprojection=False, disable_automasking=False,
+    predictive_mask=False, no_ssim=False, weights_init="pretrained", pose_model_input="pairs",
+    pose_model_type="separate_resnet", no_cuda=False, num_workers=12, load_weights_folder=None,
+    models_to_load=["encoder", "depth", "pose_encoder", "pose"], log_frequency=250, save_frequency=1,
+    eval_stereo=False, eval_mono=False, disable_median_scaling=False, pred_depth_scale_factor=1,
+    ext_disp_to_eval=None, eval_split="eigen", save_pred_disps=False, no_eval=False,
+    eval_eigen_to_benchmark=False, eval_out_dir=None, post_process=False)
+
+
+def test_defaults_are_the_reference_defaults():
+    opt = MonodepthOptions().parse([])
+    for name, value in REFERENCE_DEFAULTS.items():
+        assert getattr(opt, name) == value, name
+    assert opt.data_path.endswith("kitti_data") and opt.log_dir.endswith("tmp")
+
+
+@pytest.mark.parametrize("args, message", [
+    ("--height 100", "--height must be a positive multiple of 32"),
+    ("--width 650", "--width must be a positive multiple of 32"),
+    ("--frame_ids -1 0 1", "--frame_ids must start with 0"),
+    ("--frame_ids 0", "needs --use_stereo"),
+    ("--predictive_mask", "--predictive_mask needs --disable_automasking"),
+    ("--num_layers 34", "separate_resnet supports --num_layers 18 or 50"),
+    ("--scales 0 4", "--scales must be among 0 1 2 3"),
+    ("--min_depth 10 --max_depth 5", "0 < --min_depth < --max_depth"),
+])
+def test_inconsistent_options_stop_with_a_usage_error(args, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        MonodepthOptions().parse(args.split())
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_consistent_variants_parse():
+    assert MonodepthOptions().parse("--num_layers 34 --pose_model_type posecnn".split()).num_layers == 34
+    assert MonodepthOptions().parse("--frame_ids 0 --use_stereo --num_layers 152".split()).use_stereo

@@ -1,0 +1,114 @@
+"""The training loop on real KITTI frames: checkpoints, fine-tuning, resuming, failures, two processes."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import pytest
+
+from conftest import ROOT
+from options import MonodepthOptions
+from trainer import Trainer
+
+DRIVE = "2011_09_26/2011_09_26_drive_0001_sync"
+
+
+@pytest.fixture
+def split(tmp_path, kitti_sample):
+    folder = tmp_path / "split"
+    folder.mkdir()
+    for part in ("train", "val"):
+        (folder / "{}_files.txt".format(part)).write_text("{0} 1 l\n{0} 1 r\n".format(DRIVE))
+    return str(folder)
+
+
+def options(split, kitti_sample, tmp_path, *extra):
+    args = ["--data_path", kitti_sample, "--split", split, "--png", "--height", "64", "--width", "192",
+            "--batch_size", "1", "--num_epochs", "2", "--weights_init", "scratch", "--num_workers", "0",
+            "--log_dir", str(tmp_path / "logs"), "--seed", "3", "--frame_ids", "0", "-1", "1", "--use_stereo",
+            "--log_frequency", "1"] + list(extra)
+    return MonodepthOptions().parse(args)
+
+
+def weights(folder, name="depth"):
+    return paddle.load(os.path.join(folder, name + ".pdparams"), return_numpy=True)
+
+
+def test_checkpoints_logs_and_fine_tuning_at_another_resolution(split, kitti_sample, tmp_path):
+    Trainer(options(split, kitti_sample, tmp_path, "--model_name", "a")).train()
+    models = tmp_path / "logs" / "a" / "models"
+    assert sorted(os.listdir(models)) == ["best", "last", "opt.json", "weights_0", "weights_1"]
+    assert sorted(os.listdir(models / "weights_1")) == [
+        "adam.pdparams", "depth.pdparams", "encoder.pdparams", "pose.pdparams", "pose_encoder.pdparams"]
+    encoder = weights(str(models / "weights_1"), "encoder")
+    assert (encoder["height"], encoder["width"], encoder["use_stereo"]) == (64, 192, True)
+    assert json.load(open(models / "opt.json"))["frame_ids"] == [0, -1, 1, "s"]
+    assert os.listdir(tmp_path / "logs" / "a" / "train")  # VisualDL events
+    before = weights(str(models / "weights_0"))["decoder.0.conv.conv.weight"]
+    after = weights(str(models / "weights_1"))["decoder.0.conv.conv.weight"]
+    assert not np.array_equal(before, after)
+
+    fine = Trainer(options(split, kitti_sample, tmp_path, "--model_name", "b", "--height", "96", "--width", "320",
+                           "--load_weights_folder", str(models / "weights_1"),
+                           "--models_to_load", "encoder", "depth"))
+    np.testing.assert_array_equal(fine.models["depth"].state_dict()["decoder.0.conv.conv.weight"].numpy(), after)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(split, kitti_sample, tmp_path, monkeypatch):
+    Trainer(options(split, kitti_sample, tmp_path, "--model_name", "whole")).train()
+
+    interrupted = Trainer(options(split, kitti_sample, tmp_path, "--model_name", "cut", "--checkpoint_minutes", "0"))
+    real_step, calls = interrupted.optimizer.step, []
+
+    def step_then_crash():
+        calls.append(1)
+        if len(calls) == 3:  # killed in the middle of the second epoch
+            raise KeyboardInterrupt
+        real_step()
+
+    monkeypatch.setattr(interrupted.optimizer, "step", step_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    state = json.load(open(tmp_path / "logs" / "cut" / "models" / "last" / "trainer.json"))
+    assert (state["epoch"], state["batch"]) == (1, 0)
+
+    Trainer(options(split, kitti_sample, tmp_path, "--model_name", "cut", "--resume")).train()
+    for name in ("encoder", "depth", "pose"):
+        whole = weights(str(tmp_path / "logs" / "whole" / "models" / "weights_1"), name)
+        resumed = weights(str(tmp_path / "logs" / "cut" / "models" / "weights_1"), name)
+        for key, value in whole.items():
+            np.testing.assert_allclose(resumed[key], value, rtol=1e-5, atol=1e-7, err_msg=key)
+
+
+def test_resume_without_a_checkpoint_and_bad_weights_folder_are_clear_errors(split, kitti_sample, tmp_path):
+    with pytest.raises(SystemExit, match="--resume: no checkpoint"):
+        Trainer(options(split, kitti_sample, tmp_path, "--model_name", "none", "--resume"))
+    with pytest.raises(SystemExit, match="no such folder"):
+        Trainer(options(split, kitti_sample, tmp_path, "--load_weights_folder", str(tmp_path / "nope")))
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_step(split, kitti_sample, tmp_path):
+    trainer = Trainer(options(split, kitti_sample, tmp_path, "--model_name", "nan"))
+    bias = trainer.models["depth"].convs[("dispconv", 0)].conv.bias
+    bias.set_value(np.full(bias.shape, np.nan, np.float32))
+    with pytest.raises(SystemExit, match=r"loss is nan at epoch 0, batch 0 \(step 0\)"):
+        trainer.train()
+    assert "depth.pdparams" in os.listdir(tmp_path / "logs" / "nan" / "models" / "last")
+
+
+def test_two_processes_train_like_one(split, kitti_sample, tmp_path):
+    """paddle.distributed.launch on the CPU (gloo): each process takes half of every batch."""
+    args = ["--data_path", kitti_sample, "--split", split, "--png", "--height", "64", "--width", "192",
+            "--batch_size", "2", "--num_epochs", "1", "--weights_init", "scratch", "--num_workers", "0",
+            "--log_dir", str(tmp_path / "logs"), "--seed", "3", "--frame_ids", "0", "--use_stereo",
+            "--model_name", "two", "--device", "cpu"]
+    env = dict(os.environ, PADDLE_DISTRI_BACKEND="gloo")
+    run = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+                          "--log_dir", str(tmp_path / "launch"), os.path.join(ROOT, "train.py")] + args,
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    logs = "".join(open(tmp_path / "launch" / f).read() for f in os.listdir(tmp_path / "launch"))
+    assert run.returncode == 0, run.stdout[-2000:] + logs[-3000:]
+    assert "cpu x 2" in run.stdout + logs
+    assert "weights_0" in os.listdir(tmp_path / "logs" / "two" / "models")
