@@ -66,6 +66,8 @@ class MonodepthOptions:
         add("--seed", type=int, default=None,
             help="seed for weights, sampling and augmentation (makes runs reproducible)")
         add("--num_workers", type=int, default=12, help="number of dataloader workers")
+        add("--amp", action="store_true",
+            help="mixed precision on the GPU: the networks in float16, geometry and losses in float32")
 
         # loading
         add("--load_weights_folder", type=str, help="name of model to load")

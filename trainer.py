@@ -79,6 +79,17 @@ class MonodepthModel(nn.Layer):
                            for s in source_scales}
 
     def forward(self, inputs):
+        # with --amp the networks may run in float16; geometry and losses stay in float32
+        with paddle.amp.auto_cast(enable=self.opt.amp):
+            outputs = self.run_networks(inputs)
+        outputs = {k: as_float32(v) for k, v in outputs.items()}
+        if self.use_pose_net:
+            self.pose_transforms(outputs)
+        self.generate_images_pred(inputs, outputs)
+        return outputs, self.compute_losses(inputs, outputs)
+
+    def run_networks(self, inputs):
+        """Disparities, predictive masks and the pose network's raw motions."""
         opt, models = self.opt, self.models
         if opt.pose_model_type == "shared":
             # every frame goes through the depth encoder; the pose decoder reuses its features
@@ -95,11 +106,10 @@ class MonodepthModel(nn.Layer):
                 features[0] if opt.pose_model_type == "shared" else features)
         if self.use_pose_net:
             outputs.update(self.predict_poses(inputs, features))
-        self.generate_images_pred(inputs, outputs)
-        return outputs, self.compute_losses(inputs, outputs)
+        return outputs
 
     def predict_poses(self, inputs, features):
-        """Axis-angle, translation and 4x4 transform from frame 0 to every temporal frame."""
+        """Axis-angle and translation from frame 0 to every temporal frame."""
         opt, outputs = self.opt, {}
         temporal = [f for f in self.frame_ids[1:] if f != "s"]
         if self.num_pose_frames == 2:
@@ -114,11 +124,7 @@ class MonodepthModel(nn.Layer):
                     pair = [self.models["pose_encoder"](paddle.concat(pair, 1))]
                 elif opt.pose_model_type == "posecnn":
                     pair = paddle.concat(pair, 1)
-                axisangle, translation = self.models["pose"](pair)
-                outputs[("axisangle", 0, f)] = axisangle
-                outputs[("translation", 0, f)] = translation
-                outputs[("cam_T_cam", 0, f)] = transformation_from_parameters(
-                    axisangle[:, 0], translation[:, 0], invert=f < 0)
+                outputs[("axisangle", 0, f)], outputs[("translation", 0, f)] = self.models["pose"](pair)
         else:
             if opt.pose_model_type == "shared":
                 pose_inputs = [features[f] for f in [0] + temporal]
@@ -127,12 +133,20 @@ class MonodepthModel(nn.Layer):
                 if opt.pose_model_type == "separate_resnet":
                     pose_inputs = [self.models["pose_encoder"](pose_inputs)]
             axisangle, translation = self.models["pose"](pose_inputs)
-            for i, f in enumerate(temporal):
-                outputs[("axisangle", 0, f)] = axisangle
-                outputs[("translation", 0, f)] = translation
-                outputs[("cam_T_cam", 0, f)] = transformation_from_parameters(
-                    axisangle[:, i], translation[:, i])
+            for f in temporal:
+                outputs[("axisangle", 0, f)], outputs[("translation", 0, f)] = axisangle, translation
         return outputs
+
+    def pose_transforms(self, outputs):
+        """outputs[("cam_T_cam", 0, f)]: the 4x4 transform of every temporal frame."""
+        temporal = [f for f in self.frame_ids[1:] if f != "s"]
+        for i, f in enumerate(temporal):
+            axisangle, translation = outputs[("axisangle", 0, f)], outputs[("translation", 0, f)]
+            if self.num_pose_frames == 2:  # one prediction per pair, inverted for past frames
+                T = transformation_from_parameters(axisangle[:, 0], translation[:, 0], invert=f < 0)
+            else:  # one prediction per frame from a single pass
+                T = transformation_from_parameters(axisangle[:, i], translation[:, i])
+            outputs[("cam_T_cam", 0, f)] = T
 
     def generate_images_pred(self, inputs, outputs):
         """Warp every source frame into frame 0 at every scale (outputs ("color", f, s))."""
@@ -221,6 +235,13 @@ class MonodepthModel(nn.Layer):
         return losses
 
 
+def as_float32(value):
+    """A network output (a tensor or a dict of them) in float32 if it is in half precision."""
+    if isinstance(value, dict):
+        return {k: as_float32(v) for k, v in value.items()}
+    return value.astype("float32") if value.dtype in (paddle.float16, paddle.bfloat16) else value
+
+
 def pick_device(opt):
     """"gpu" when Paddle has one and the options allow it, else "cpu"."""
     has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
@@ -274,6 +295,8 @@ class Trainer:
             opt.learning_rate, lambda epoch: lr_factor(epoch, opt.scheduler_step_size))
         self.optimizer = paddle.optimizer.Adam(
             self.scheduler, parameters=[p for p in self.model.parameters() if not p.stop_gradient])
+        # float16 gradients need loss scaling; on the CPU --amp changes nothing
+        self.scaler = paddle.amp.GradScaler() if opt.amp and self.device == "gpu" else None
         self.epoch, self.step, self.start_batch, self.best_val_loss = 0, 0, 0, float("inf")
         if state:
             self.load_model(os.path.join(self.models_dir, "last"), list(self.models.keys()))
@@ -367,8 +390,13 @@ class Trainer:
                                  "this step are in {}".format(float(loss), self.epoch, batch_idx, self.step,
                                                               os.path.join(self.models_dir, "last")))
             self.optimizer.clear_grad()
-            loss.backward()
-            self.optimizer.step()
+            if self.scaler:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
             duration = time.time() - before_op_time
 
             early_phase = batch_idx % self.opt.log_frequency == 0 and self.step < 2000

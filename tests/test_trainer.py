@@ -49,6 +49,7 @@ OPTION_SETS = [
     "--pose_model_type shared",
     "--pose_model_type shared --pose_model_input all --use_stereo",
     "--pose_model_input all --frame_ids 0 -2 -1 1 2",
+    "--amp --use_stereo",
 ]
 
 
