@@ -171,12 +171,14 @@ def load_model(args, device):
 
 
 def check_metric(args, info):
+    """Metric depth only for weights known to be stereo-trained, unless forced: mono
+    weights predict depth up to an unknown scale."""
     if not args.pred_metric_depth or args.force_metric_depth or info["use_stereo"]:
         return
-    why = "say it was trained without stereo" if info["use_stereo"] is False else "do not say " \
-        "whether it was trained with stereo"
-    raise ValueError("--pred_metric_depth: the weights {}; only stereo-trained weights have a "
-                     "metric scale. Add --force_metric_depth to write the depth anyway.".format(why))
+    why = ("were trained without stereo (use_stereo is False)" if info["use_stereo"] is False
+           else "do not record whether they were trained with stereo")
+    raise ValueError("--pred_metric_depth: the weights {}, and only stereo-trained weights have "
+                     "a metric scale; add --force_metric_depth to write the depth anyway".format(why))
 
 
 def predict_image(predict, info, image):

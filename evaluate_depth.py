@@ -25,7 +25,7 @@ from layers import compute_depth_errors, disp_to_depth
 from options import MonodepthOptions
 from torch_weights import resnet_depth
 from trainer import pick_device
-from utils import load_weights, readlines
+from utils import load_weights, read_weights, readlines
 
 SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")
 MIN_DEPTH = 1e-3
@@ -125,36 +125,47 @@ def weights_folder(opt):
     return folder
 
 
+def input_size(opt, folder):
+    """(height, width) the network was trained at, from its encoder file (checked for
+    --num_layers first), else --height/--width."""
+    path = os.path.join(folder, "encoder.pdparams")
+    state = read_encoder_file(path, opt.num_layers)
+    if "height" in state and "width" in state:
+        return int(state["height"]), int(state["width"])
+    print("-> {} does not record the input size: using --height {} --width {}".format(
+        path, opt.height, opt.width))
+    return opt.height, opt.width
+
+
 def load_depth_network(opt, folder):
-    """(encoder, decoder, height, width) from a Paddle weights folder."""
-    encoder_path = os.path.join(folder, "encoder.pdparams")
+    """Encoder and decoder (scale 0 only: its weights are a subset of any trained
+    decoder's) with the folder's weights, in eval mode."""
+    paths = [os.path.join(folder, name + ".pdparams") for name in ("encoder", "depth")]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError("weights file not found: {}".format(path))
     encoder = network.ResnetEncoder(opt.num_layers, False)
-    # Only scale 0 is evaluated: its decoder holds a subset of any trained decoder's weights.
     decoder = network.DepthDecoder(encoder.num_ch_enc, scales=[0])
-    if os.path.isfile(encoder_path):
-        check_encoder_depth(encoder_path, opt.num_layers)
-    saved = load_weights(encoder, encoder_path)
-    load_weights(decoder, os.path.join(folder, "depth.pdparams"))
-    if "height" in saved and "width" in saved:
-        height, width = int(saved["height"]), int(saved["width"])
-    else:
-        height, width = opt.height, opt.width
-        print("-> {} does not record the input size: using --height {} --width {}".format(
-            encoder_path, height, width))
-    return encoder, decoder, height, width
+    load_weights(encoder, paths[0])
+    load_weights(decoder, paths[1])
+    encoder.eval()
+    decoder.eval()
+    return encoder, decoder
 
 
-def check_encoder_depth(path, num_layers):
-    """A clear error when the encoder file holds a ResNet of another depth than --num_layers."""
-    state = paddle.load(path, return_numpy=True)
+def read_encoder_file(path, num_layers):
+    """The encoder's saved state; a clear error when it holds a ResNet of another depth
+    than --num_layers."""
+    state = read_weights(path)
     plain = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
     try:
         depth = resnet_depth(plain)
     except ValueError:
-        return  # not recognisable: load_weights reports the mismatch
+        return state  # not recognisable: load_weights reports the mismatch
     if depth != num_layers:
         raise ValueError("{} holds a ResNet-{} encoder but --num_layers is {}: pass --num_layers {}".format(
             path, depth, num_layers, depth))
+    return state
 
 
 def split_dataset(opt, split_lines, height, width):
@@ -169,10 +180,9 @@ def predict_disparities(opt, folder, split_lines):
     """N x H x W disparities of the split's images (float32; float64 with --post_process,
     as the reference's blend weights are float64)."""
     print("-> Loading weights from {}".format(folder))
-    encoder, decoder, height, width = load_depth_network(opt, folder)
-    encoder.eval()
-    decoder.eval()
-    dataset = split_dataset(opt, split_lines, height, width)
+    height, width = input_size(opt, folder)
+    dataset = split_dataset(opt, split_lines, height, width)  # checks every image exists
+    encoder, decoder = load_depth_network(opt, folder)
     loader = paddle.io.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=False, drop_last=False,
                                   num_workers=opt.num_workers)
     print("-> Computing predictions with size {}x{}".format(width, height))
@@ -214,8 +224,9 @@ def load_disparities(opt):
                                     "tools/get_splits.py)".format(ids_path))
         ids = np.load(ids_path)
         if ids.max() >= len(disps):
-            raise ValueError("--eval_eigen_to_benchmark: {} holds {} disparities, but the eigen split "
-                             "has {} images (ids up to {})".format(path, len(disps), 697, ids.max()))
+            raise ValueError("--eval_eigen_to_benchmark: {} holds {} disparities but {} picks image {}: "
+                             "give the disparities of the whole eigen split".format(
+                                 path, len(disps), ids_path, ids.max()))
         disps = disps[ids]
     return disps
 

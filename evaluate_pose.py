@@ -16,7 +16,7 @@ import paddle
 
 import network
 from datasets import KITTIOdomDataset
-from evaluate_depth import check_encoder_depth
+from evaluate_depth import read_encoder_file
 from layers import transformation_from_parameters
 from options import MonodepthOptions
 from trainer import pick_device
@@ -70,7 +70,7 @@ def load_pose_network(opt, folder):
         if not os.path.isfile(path):
             raise FileNotFoundError("{} not found: evaluate_pose.py needs the separate_resnet pose network "
                                     "(pose_encoder.pdparams and pose.pdparams)".format(path))
-    check_encoder_depth(encoder_path, opt.num_layers)
+    read_encoder_file(encoder_path, opt.num_layers)
     encoder = network.ResnetEncoder(opt.num_layers, False, num_input_images=2)
     decoder = network.PoseDecoder(encoder.num_ch_enc, 1, 2)
     load_weights(encoder, encoder_path)

@@ -17,7 +17,7 @@ import paddle.nn as nn
 
 from network import DepthDecoder, ResnetEncoder
 from torch_weights import resnet_depth
-from utils import load_weights
+from utils import load_weights, read_weights
 
 INFO_SUFFIX = ".info.json"
 
@@ -36,12 +36,7 @@ class DepthNet(nn.Layer):
 
 def encoder_depth(path):
     """The ResNet depth (18, 34, ...) of the encoder weights file `path`."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError("weights file not found: {}".format(path))
-    try:
-        saved = paddle.load(path, return_numpy=True)
-    except Exception as e:  # paddle raises assorted types for corrupt files
-        raise ValueError("cannot read weights file {}: {}".format(path, e)) from None
+    saved = read_weights(path)
     blocks = {k[len("encoder."):]: v for k, v in saved.items() if k.startswith("encoder.")}
     try:
         return resnet_depth(blocks)

@@ -131,10 +131,6 @@ def check_options(opt):
     bad_scales = [s for s in opt.scales if s not in range(4)]
     if bad_scales or not opt.scales:
         raise ValueError("--scales must be among 0 1 2 3, got {}".format(opt.scales))
-    uses_pose_net = not (opt.use_stereo and opt.frame_ids == [0])
-    if uses_pose_net and opt.pose_model_type == "separate_resnet" and opt.num_layers not in (18, 50):
-        raise ValueError("--pose_model_type separate_resnet supports --num_layers 18 or 50 "
-                         "(the reference's multi-image encoders), got {}".format(opt.num_layers))
     if opt.min_depth <= 0 or opt.max_depth <= opt.min_depth:
         raise ValueError("need 0 < --min_depth < --max_depth, got {} and {}".format(
             opt.min_depth, opt.max_depth))

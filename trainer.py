@@ -288,7 +288,10 @@ class Trainer:
         np.random.seed(opt.seed)
         paddle.seed(opt.seed)
 
-        self.model = MonodepthModel(opt)
+        try:
+            self.model = MonodepthModel(opt)
+        except (ValueError, FileNotFoundError) as e:  # e.g. an unsupported pose encoder depth, no ImageNet file
+            raise SystemExit(str(e))
         self.models = self.model.models
         self.frame_ids = self.model.frame_ids
         self.scheduler = paddle.optimizer.lr.LambdaDecay(

@@ -70,15 +70,20 @@ def save_folder_atomic(files, folder):
             shutil.rmtree(tmp)
 
 
-def load_weights(layer, path):
-    """Load a .pdparams file into `layer`, ignoring the extra entries the reference keeps
-    (height, width, use_stereo); a missing file or a shape mismatch is an error naming it."""
+def read_weights(path):
+    """{name: array or value} of a .pdparams file, with errors that name the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError("weights file not found: {}".format(path))
     try:
-        saved = paddle.load(path, return_numpy=True)
+        return paddle.load(path, return_numpy=True)
     except Exception as e:  # paddle raises assorted types for corrupt files
         raise ValueError("cannot read weights file {}: {}".format(path, e)) from None
+
+
+def load_weights(layer, path):
+    """Load a .pdparams file into `layer`, ignoring the extra entries the reference keeps
+    (height, width, use_stereo); a missing file or a shape mismatch is an error naming it."""
+    saved = read_weights(path)
     own = layer.state_dict()
     missing = [k for k in own if k not in saved]
     if missing:

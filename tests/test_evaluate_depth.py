@@ -273,22 +273,25 @@ def drive(tmp_path_factory):
 
 
 @pytest.fixture
-def run(drive, monkeypatch, tmp_path):
-    """evaluate() on the drive with a fresh copy of the weights folder."""
-    monkeypatch.setattr(evaluate_depth, "SPLITS_DIR", drive["splits"])
-    weights = tmp_path / "weights"
-    weights.mkdir()
+def weights(drive, tmp_path):
+    """A private copy (hard links) of the drive's weights folder."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
     for name in os.listdir(drive["weights"]):
-        os.link(os.path.join(drive["weights"], name), weights / name)
-
-    def run_(*args):
-        return evaluate(options("--data_path", drive["root"], "--eval_split", "synthetic",
-                                "--load_weights_folder", str(weights), *args)), str(weights)
-    return run_
+        os.link(os.path.join(drive["weights"], name), folder / name)
+    return str(folder)
 
 
-def test_network_run_saves_disparities_and_json(run, capsys):
-    result, weights = run("--eval_mono", "--save_pred_disps")
+@pytest.fixture
+def run(drive, weights, monkeypatch):
+    """evaluate() on the drive with the `weights` folder."""
+    monkeypatch.setattr(evaluate_depth, "SPLITS_DIR", drive["splits"])
+    return lambda *args: evaluate(options("--data_path", drive["root"], "--eval_split", "synthetic",
+                                          "--load_weights_folder", weights, *args))
+
+
+def test_network_run_saves_disparities_and_json(run, weights, capsys):
+    result = run("--eval_mono", "--save_pred_disps")
     out = capsys.readouterr().out
     assert "-> Computing predictions with size 192x64" in out
     assert out.count("&") == 7 and "images/s" in out
@@ -301,14 +304,14 @@ def test_network_run_saves_disparities_and_json(run, capsys):
     assert 0 < saved["metrics"]["abs_rel"] < 10 and 0 <= saved["metrics"]["a1"] <= 1
 
     # --min_depth/--max_depth set the disparity range: same sigmoid, other affine map
-    run("--eval_mono", "--save_pred_disps", "--min_depth", "1", "--max_depth", "10")
+    run("--eval_mono", "--save_pred_disps", "--no_eval", "--min_depth", "1", "--max_depth", "10")
     narrow = np.load(os.path.join(weights, "disps_synthetic_split.npy"))
     sigmoid = (disps - 0.01) / (10 - 0.01)
     np.testing.assert_allclose(narrow, 0.1 + 0.9 * sigmoid, atol=1e-5)
 
 
-def test_post_process_runs_both_passes(run, drive):
-    _, weights = run("--eval_mono", "--post_process", "--save_pred_disps", "--no_eval")
+def test_post_process_runs_both_passes(run, weights, drive):
+    run("--eval_mono", "--post_process", "--save_pred_disps", "--no_eval")
     saved = np.load(os.path.join(weights, "disps_synthetic_split.npy"))
     assert saved.dtype == np.float64
     images = SplitImages(drive["root"], drive["lines"], 64, 192, [0], 1)
@@ -322,15 +325,36 @@ def test_post_process_runs_both_passes(run, drive):
     np.testing.assert_allclose(saved, expected, atol=1e-6)
 
 
+def test_benchmark_split_from_weights(drive, weights, monkeypatch, tmp_path):
+    """Benchmark test images are <data_path>/image/0000000123.png, listed as 'image 123'."""
+    images = tmp_path / "test_depth_prediction_anonymous" / "image"
+    images.mkdir(parents=True)
+    source = os.path.join(drive["root"], drive["lines"][0].split()[0], "image_02", "data", "0000000000.jpg")
+    for i in range(2):
+        Image.open(source).resize((1216, 352)).save(images / "{:010d}.png".format(i))
+    (tmp_path / "splits" / "benchmark").mkdir(parents=True)
+    (tmp_path / "splits" / "benchmark" / "test_files.txt").write_text("image 0\nimage 1\n")
+    monkeypatch.setattr(evaluate_depth, "SPLITS_DIR", str(tmp_path / "splits"))
+    assert evaluate(options("--eval_stereo", "--eval_split", "benchmark", "--png", "--load_weights_folder", weights,
+                            "--data_path", str(images.parent))) is None
+    pngs = sorted(os.listdir(os.path.join(weights, "benchmark_predictions")))
+    assert pngs == ["0000000000.png", "0000000001.png"]
+    first = np.array(Image.open(os.path.join(weights, "benchmark_predictions", pngs[0])))
+    assert first.shape == (352, 1216) and 0 < first.min() and first.max() <= 80 * 256
+    np.save(tmp_path / "splits" / "benchmark" / "eigen_to_benchmark_ids.npy", np.array([0, 1]))
+    with pytest.raises(ValueError, match="picks image 1"):
+        evaluate(options("--eval_mono", "--eval_split", "eigen_benchmark", "--eval_eigen_to_benchmark",
+                         "--ext_disp_to_eval", disparities(tmp_path, 0.5)))
+
+
 def test_png_flag_reads_png_images(run):
     with pytest.raises(FileNotFoundError, match=r"0000000000\.png"):
         run("--eval_mono", "--png")
 
 
-def test_weights_of_another_depth_or_missing(run):
+def test_weights_of_another_depth_or_missing(run, weights):
     with pytest.raises(ValueError, match="holds a ResNet-18 encoder but --num_layers is 50"):
         run("--eval_mono", "--num_layers", "50")
-    _, weights = run("--eval_mono", "--no_eval")
     os.remove(os.path.join(weights, "depth.pdparams"))
     with pytest.raises(FileNotFoundError, match="depth.pdparams"):
         run("--eval_mono")
@@ -338,13 +362,12 @@ def test_weights_of_another_depth_or_missing(run):
         evaluate(options("--eval_mono", "--eval_split", "synthetic", "--load_weights_folder", weights + "x"))
 
 
-def test_encoder_without_input_size_uses_the_options(run, capsys):
-    _, weights = run("--eval_mono", "--no_eval")
+def test_encoder_without_input_size_uses_the_options(run, weights, capsys):
     path = os.path.join(weights, "encoder.pdparams")
     state = paddle.load(path)
     del state["height"], state["width"]
     os.remove(path)
     paddle.save(state, path)
-    run("--eval_mono", "--no_eval", "--height", "32", "--width", "96", "--save_pred_disps")
-    assert "does not record the input size: using --height 32 --width 96" in capsys.readouterr().out
-    assert np.load(os.path.join(weights, "disps_synthetic_split.npy")).shape == (3, 32, 96)
+    run("--eval_mono", "--no_eval", "--height", "64", "--width", "128", "--save_pred_disps")
+    assert "does not record the input size: using --height 64 --width 128" in capsys.readouterr().out
+    assert np.load(os.path.join(weights, "disps_synthetic_split.npy")).shape == (3, 64, 128)

@@ -29,7 +29,6 @@ def test_defaults_are_the_reference_defaults():
     ("--frame_ids -1 0 1", "--frame_ids must start with 0"),
     ("--frame_ids 0", "needs --use_stereo"),
     ("--predictive_mask", "--predictive_mask needs --disable_automasking"),
-    ("--num_layers 34", "separate_resnet supports --num_layers 18 or 50"),
     ("--scales 0 4", "--scales must be among 0 1 2 3"),
     ("--min_depth 10 --max_depth 5", "0 < --min_depth < --max_depth"),
 ])

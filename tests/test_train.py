@@ -85,6 +85,8 @@ def test_an_interrupted_run_resumes_to_the_same_weights(split, kitti_sample, tmp
 def test_resume_without_a_checkpoint_and_bad_weights_folder_are_clear_errors(split, kitti_sample, tmp_path):
     with pytest.raises(SystemExit, match="--resume: no checkpoint"):
         Trainer(options(split, kitti_sample, tmp_path, "--model_name", "none", "--resume"))
+    with pytest.raises(SystemExit, match="only with 18 or 50 layers"):
+        Trainer(options(split, kitti_sample, tmp_path, "--num_layers", "34"))
     with pytest.raises(SystemExit, match="no such folder"):
         Trainer(options(split, kitti_sample, tmp_path, "--load_weights_folder", str(tmp_path / "nope")))
 
