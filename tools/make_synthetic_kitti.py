@@ -44,7 +44,7 @@ ORIGIN_LAT, ORIGIN_LON, ORIGIN_ALT = 49.0, 8.43, 115.0
 EARTH_RADIUS = 6378137.0
 ROAD_HALF = 6.5     # kerb-to-kerb half width (m): two lanes plus a parking strip each side
 LANE_X = 1.9        # centre of the lane the rig drives in
-DEFAULTS = dict(num_frames=200, width=621, height=188, seed=0, ext=".jpg")  # ~1 min on 2 idle cores
+DEFAULTS = dict(num_frames=120, width=621, height=188, seed=0, ext=".jpg")  # ~1 min on 2 idle cores
 
 BOX, CYLINDER, SPHERE = 0, 1, 2
 PAVEMENT, FACADE, HEDGE, TRUNK, CROWN, POLE, CAR_BODY, CAR_CABIN, WHEEL, CRATE = range(10)
