@@ -129,8 +129,9 @@ def check_options(opt):
     if opt.predictive_mask and not opt.disable_automasking:
         raise ValueError("--predictive_mask needs --disable_automasking")
     bad_scales = [s for s in opt.scales if s not in range(4)]
-    if bad_scales or not opt.scales:
-        raise ValueError("--scales must be among 0 1 2 3, got {}".format(opt.scales))
+    if bad_scales or 0 not in opt.scales:
+        raise ValueError("--scales must be among 0 1 2 3 and include 0 (the full-resolution "
+                         "prediction), got {}".format(opt.scales))
     if opt.min_depth <= 0 or opt.max_depth <= opt.min_depth:
         raise ValueError("need 0 < --min_depth < --max_depth, got {} and {}".format(
             opt.min_depth, opt.max_depth))

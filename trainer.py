@@ -281,9 +281,15 @@ class Trainer:
         if opt.batch_size % self.world_size:
             raise SystemExit("--batch_size {} must be divisible by the {} processes".format(
                 opt.batch_size, self.world_size))
+        if self.world_size > 1:
+            paddle.distributed.init_parallel_env()
         state = self.resume_state() if opt.resume else None
         if opt.seed is None:  # drawn once and recorded, so that a resumed run continues the same way
             opt.seed = state["seed"] if state else int(np.random.SeedSequence().entropy % 2 ** 31)
+            if self.world_size > 1:  # every process must shuffle alike: rank 0's draw counts
+                seed = paddle.to_tensor([opt.seed], dtype="int64")
+                paddle.distributed.broadcast(seed, src=0)
+                opt.seed = int(seed)
         random.seed(opt.seed)
         np.random.seed(opt.seed)
         paddle.seed(opt.seed)
@@ -309,10 +315,7 @@ class Trainer:
                 paddle.set_rng_state(pickle.load(f))
         elif opt.load_weights_folder is not None:
             self.load_model(os.path.expanduser(opt.load_weights_folder), opt.models_to_load)
-        self.step_model = self.model
-        if self.world_size > 1:
-            paddle.distributed.init_parallel_env()
-            self.step_model = paddle.DataParallel(self.model)
+        self.step_model = paddle.DataParallel(self.model) if self.world_size > 1 else self.model
 
         dataset_class = {"kitti": KITTIRAWDataset, "kitti_odom": KITTIOdomDataset,
                          "kitti_depth": KITTIDepthDataset}.get(opt.dataset)
@@ -324,13 +327,15 @@ class Trainer:
             if not os.path.isfile(split_file.format(part)):
                 raise SystemExit("split file {} not found (see README: splits)".format(split_file.format(part)))
         img_ext = ".png" if opt.png else ".jpg"
-        try:
-            self.train_dataset, self.val_dataset = [dataset_class(
-                opt.data_path, readlines(split_file.format(part)), opt.height, opt.width,
-                self.frame_ids, 4, is_train=part == "train", img_ext=img_ext, seed=opt.seed)
-                for part in ("train", "val")]
-        except (FileNotFoundError, ValueError) as e:
-            raise SystemExit(str(e))
+        datasets = []
+        for part in ("train", "val"):
+            try:
+                datasets.append(dataset_class(
+                    opt.data_path, readlines(split_file.format(part)), opt.height, opt.width,
+                    self.frame_ids, 4, is_train=part == "train", img_ext=img_ext, seed=opt.seed))
+            except (FileNotFoundError, ValueError) as e:
+                raise SystemExit("{}: {}".format(split_file.format(part), e))
+        self.train_dataset, self.val_dataset = datasets
         per_process = opt.batch_size // self.world_size
         self.train_sampler = SeededBatchSampler(len(self.train_dataset), per_process, True, True, opt.seed,
                                                 self.world_size, self.rank)
@@ -344,6 +349,7 @@ class Trainer:
         self.val_loader = paddle.io.DataLoader(self.val_dataset, batch_sampler=self.val_sampler,
                                                num_workers=0)
         self.num_total_steps = len(self.train_sampler) * opt.num_epochs
+        self.val_iter = None
         self.writers = {}
         if self.is_main:
             from visualdl import LogWriter  # imported here: only the logging process needs it
@@ -387,11 +393,12 @@ class Trainer:
             before_op_time = time.time()
             outputs, losses = self.step_model(inputs)
             loss = losses["loss"]
-            if not bool(paddle.isfinite(loss)):
-                self.save_last(self.epoch, batch_idx)
-                raise SystemExit("the loss is {} at epoch {}, batch {} (step {}); the weights before "
-                                 "this step are in {}".format(float(loss), self.epoch, batch_idx, self.step,
-                                                              os.path.join(self.models_dir, "last")))
+            if not self.all_finite(loss):
+                # the weights may already be broken (an update from an infinite gradient), so
+                # the last checkpoint is kept as it is
+                raise SystemExit("the loss is not finite at epoch {}, batch {} (step {}); the last "
+                                 "checkpoint is {}".format(self.epoch, batch_idx, self.step,
+                                                           os.path.join(self.models_dir, "last")))
             self.optimizer.clear_grad()
             if self.scaler:
                 self.scaler.scale(loss).backward()
@@ -414,11 +421,17 @@ class Trainer:
             if time.time() - self.last_save > 60 * self.opt.checkpoint_minutes:
                 self.save_last(self.epoch, batch_idx + 1)
 
+    def all_finite(self, loss):
+        """Whether the loss is finite in every process (all stop together otherwise)."""
+        finite = paddle.isfinite(loss).astype("int32").reshape([1])
+        if self.world_size > 1:
+            paddle.distributed.all_reduce(finite, op=paddle.distributed.ReduceOp.MIN)
+        return bool(finite)
+
     def validate(self):
         """Mean loss over the whole validation split (all processes), for choosing models/best."""
         self.model.eval()
         total, count = 0.0, 0
-        self.val_sampler.set_epoch(0)
         with paddle.no_grad():
             for inputs in self.val_loader:
                 total += float(self.model(inputs)[1]["loss"]) * inputs[("color", 0, 0)].shape[0]
@@ -433,7 +446,7 @@ class Trainer:
     def val(self):
         """Log the losses of one validation batch, as the reference does at every log step."""
         self.model.eval()
-        if getattr(self, "val_iter", None) is None:
+        if self.val_iter is None:
             self.val_iter = iter(self.val_loader)
         try:
             inputs = next(self.val_iter)
@@ -520,6 +533,15 @@ class Trainer:
         return {rename_state_key(k, paths): v for k, v in self.optimizer.state_dict().items()}
 
     def load_optimizer_state(self, state):
+        """Adam's state saved by optimizer_state; ValueError unless it fits every trained
+        parameter (Paddle itself would only notice at the first step)."""
+        for name, p in self.model.models.named_parameters():
+            if p.stop_gradient:
+                continue
+            for suffix in ADAM_SUFFIXES:
+                value = state.get(name + suffix)
+                if value is None or (suffix.startswith("_moment") and list(np.shape(value)) != list(p.shape)):
+                    raise ValueError("no state for {} of shape {}".format(name + suffix, p.shape))
         names = {name: p.name for name, p in self.model.models.named_parameters()}
         self.optimizer.set_state_dict({rename_state_key(k, names): v for k, v in state.items()})
 
@@ -533,7 +555,7 @@ class Trainer:
         if self.is_main:
             files = self.checkpoint_files()
             files["trainer.json"] = dict(epoch=epoch, batch=batch, step=self.step, seed=self.opt.seed,
-                                         best_val_loss=self.best_val_loss)
+                                         batch_size=self.opt.batch_size, best_val_loss=self.best_val_loss)
             # the tie-breaking noise continues as it would have
             files["rng_state.pkl"] = pickle.dumps(paddle.get_rng_state())
             save_folder_atomic(files, os.path.join(self.models_dir, "last"))
@@ -546,7 +568,13 @@ class Trainer:
             raise SystemExit("--resume: no checkpoint at {} (a run writes it every --checkpoint_minutes "
                              "and at the end of every epoch)".format(os.path.dirname(path)))
         with open(path) as f:
-            return json.load(f)
+            state = json.load(f)
+        # the skipped batches are only the ones done if the order and batches are the same
+        for flag in ("seed", "batch_size"):
+            given = getattr(self.opt, flag)
+            if given is not None and given != state[flag]:
+                raise SystemExit("--resume: the run used --{} {}, not {}".format(flag, state[flag], given))
+        return state
 
     def load_model(self, folder, names):
         """Load the networks `names` from `folder`, and Adam's state when it is there."""
@@ -566,7 +594,7 @@ class Trainer:
         if os.path.isfile(adam_path):
             try:
                 self.load_optimizer_state(paddle.load(adam_path))
-            except (AssertionError, KeyError, ValueError) as e:
+            except ValueError as e:
                 print("Adam state in {} does not fit these networks ({}); Adam starts afresh".format(adam_path, e))
         elif self.is_main:
             print("Cannot find Adam weights so Adam is randomly initialized")

@@ -41,10 +41,9 @@ def save_atomic(obj, path):
 
 
 def save_folder_atomic(files, folder):
-    """Write {file name: object} (.json files as JSON, bytes as they are, others with
-    paddle.save) as the
-    folder `folder`, all or nothing: the files go to a
-    temporary sibling folder that replaces `folder` once every file is written."""
+    """Write {file name: object} as the folder `folder`, all or nothing: .json files as
+    JSON, bytes as they are, others with paddle.save, into a temporary sibling folder that
+    replaces `folder` once every file is written."""
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp_" + os.path.basename(folder))

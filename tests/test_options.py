@@ -30,6 +30,7 @@ def test_defaults_are_the_reference_defaults():
     ("--frame_ids 0", "needs --use_stereo"),
     ("--predictive_mask", "--predictive_mask needs --disable_automasking"),
     ("--scales 0 4", "--scales must be among 0 1 2 3"),
+    ("--scales 1 2", "include 0"),
     ("--min_depth 10 --max_depth 5", "0 < --min_depth < --max_depth"),
 ])
 def test_inconsistent_options_stop_with_a_usage_error(args, message, capsys):
