@@ -20,6 +20,8 @@ import os
 import urllib.request
 import zipfile
 
+import cpu_threads  # noqa: F401  (before paddle: sets its CPU thread count)
+
 import matplotlib.cm
 import matplotlib.colors
 import numpy as np

@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+import cpu_threads  # noqa: F401  (before paddle: sets its CPU thread count)
+
 import numpy as np
 import paddle
 from PIL import Image

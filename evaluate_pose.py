@@ -11,6 +11,8 @@ import json
 import os
 import sys
 
+import cpu_threads  # noqa: F401  (before paddle: sets its CPU thread count)
+
 import numpy as np
 import paddle
 

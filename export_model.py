@@ -12,6 +12,8 @@ import argparse
 import json
 import os
 
+import cpu_threads  # noqa: F401  (before paddle: sets its CPU thread count)
+
 import paddle
 import paddle.nn as nn
 

@@ -13,6 +13,7 @@ import os
 import numpy as np
 from paddle import inference
 
+from cpu_threads import num_threads
 from export_model import INFO_SUFFIX
 
 MODEL_SUFFIXES = (".json", ".pdmodel")  # PIR programs, and the older format
@@ -49,7 +50,7 @@ class ExportedDepthNet:
             config.enable_use_gpu(256, 0)
         elif device == "cpu":
             config.disable_gpu()
-            config.set_cpu_math_library_num_threads(threads or os.cpu_count() or 1)
+            config.set_cpu_math_library_num_threads(threads or num_threads())
             if use_onednn:
                 config.enable_mkldnn()
             else:
@@ -76,5 +77,5 @@ def predictor(path, device="cpu", use_onednn=True, threads=None):
     """A callable mapping a float32 B x 3 x H x W batch in [0, 1] (NumPy) to its B x 1 x H x W
     disparity, run by Paddle Inference on `device` ('cpu' or 'gpu') from the model that
     export_model.py wrote at `path`. On the CPU, oneDNN is used unless `use_onednn` is False;
-    `threads` defaults to every core."""
+    `threads` defaults to OMP_NUM_THREADS, which cpu_threads.py sets to the available cores."""
     return ExportedDepthNet(path, device, use_onednn, threads)

@@ -177,27 +177,37 @@ class MonodepthModel(nn.Layer):
                 outputs[("sample", f, scale)] = grid
                 outputs[("color", f, scale)] = warp(inputs[("color", f, source_scale)], grid)
 
-    def reprojection_loss(self, pred, target):
-        """Per-pixel photometric error: 0.85 SSIM + 0.15 L1 (L1 alone with --no_ssim)."""
+    def reprojection_loss(self, pred, target, target_stats=None):
+        """Per-pixel photometric error: 0.85 SSIM + 0.15 L1 (L1 alone with --no_ssim).
+        `target_stats` are the target's SSIM statistics, if already computed."""
         l1 = paddle.abs(target - pred).mean(1, keepdim=True)
         if self.opt.no_ssim:
             return l1
-        return 0.85 * self.ssim(pred, target).mean(1, keepdim=True) + 0.15 * l1
+        ssim = self.ssim(pred, target if target_stats is None else target_stats)
+        return 0.85 * ssim.mean(1, keepdim=True) + 0.15 * l1
 
     def compute_losses(self, inputs, outputs):
         """Minimum reprojection with auto-masking plus edge-aware smoothness, per scale."""
         opt, losses, total = self.opt, {}, 0
         sources = self.frame_ids[1:]
+        # per source scale (one for all scales in full-resolution multi-scale): the target,
+        # its SSIM statistics and the errors of the unwarped sources, none of which
+        # depend on the networks
+        targets = {}
         for scale in opt.scales:
             loss = 0
             source_scale = scale if opt.v1_multiscale else 0
-            target = inputs[("color", 0, source_scale)]
+            if source_scale not in targets:
+                target = inputs[("color", 0, source_scale)]
+                stats = None if opt.no_ssim else self.ssim.target_stats(target)
+                identity = None if opt.disable_automasking else paddle.concat([self.reprojection_loss(
+                    inputs[("color", f, source_scale)], target, stats) for f in sources], 1)
+                targets[source_scale] = target, stats, identity
+            target, stats, identity = targets[source_scale]
             reprojection = paddle.concat(
-                [self.reprojection_loss(outputs[("color", f, scale)], target) for f in sources], 1)
+                [self.reprojection_loss(outputs[("color", f, scale)], target, stats) for f in sources], 1)
 
             if not opt.disable_automasking:
-                identity = paddle.concat([self.reprojection_loss(
-                    inputs[("color", f, source_scale)], target) for f in sources], 1)
                 if opt.avg_reprojection:
                     identity = identity.mean(1, keepdim=True)
                 if self.tie_break_noise:

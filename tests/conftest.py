@@ -3,6 +3,8 @@ import os
 
 import pytest
 
+import cpu_threads  # noqa: F401  (before paddle: sets its CPU thread count)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 GOLDEN = os.path.join(SHARED, "golden", "ms_r18_64x192.npz")

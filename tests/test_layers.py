@@ -4,8 +4,10 @@ import paddle
 import pytest
 
 from conftest import GOLDEN, need
+import paddle.nn.functional as F
+
 from layers import (SSIM, BackprojectDepth, Project3D, compute_depth_errors, disp_to_depth,
-                    get_smooth_loss, transformation_from_parameters, warp)
+                    get_smooth_loss, reflection_pad, transformation_from_parameters, warp)
 
 
 def golden():
@@ -122,6 +124,33 @@ def test_ssim_matches_golden_and_is_zero_for_equal_images():
     np.testing.assert_allclose(out, g["layer/ssim/out"], atol=1e-6)
     x = t(np.random.RandomState(3).rand(1, 3, 8, 8).astype(np.float32))
     assert float(SSIM()(x, x).abs().max()) < 1e-6
+
+
+def test_ssim_with_precomputed_target_statistics_is_bit_identical():
+    rng = np.random.RandomState(4)
+    x, y = (t(rng.rand(2, 3, 10, 14).astype(np.float32)) for _ in range(2))
+    ssim = SSIM()
+    direct = ssim(x, y).numpy()
+    assert np.array_equal(ssim(x, ssim.target_stats(y)).numpy(), direct)
+    # the statistics are those of the target: another target's give another result
+    assert not np.array_equal(ssim(x, ssim.target_stats(x)).numpy(), direct)
+
+
+def test_reflection_pad_matches_paddle_reflect_padding_and_its_gradient():
+    rng = np.random.RandomState(5)
+    data = rng.rand(2, 3, 5, 7).astype(np.float32)
+    weights = t(rng.rand(2, 3, 7, 9).astype(np.float32))
+    grads = []
+    for pad in (reflection_pad, lambda v: F.pad(v, [1, 1, 1, 1], mode="reflect")):
+        x = paddle.to_tensor(data, stop_gradient=False)
+        out = pad(x)
+        (out * weights).sum().backward()
+        grads.append((out.numpy(), x.grad.numpy()))
+    assert np.array_equal(grads[0][0], grads[1][0])
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-6)
+    padded = grads[0][0]
+    assert np.array_equal(padded[:, :, 0, 1:-1], data[:, :, 1])  # mirrored about the border row
+    assert np.array_equal(padded[:, :, 1:-1, -1], data[:, :, :, -2])
 
 
 def test_smoothness_matches_golden_and_numpy():

@@ -17,10 +17,11 @@ import re
 import shlex
 import sys
 
-import numpy as np
-import paddle
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cpu_threads  # noqa: E402,F401  (before paddle: sets its CPU thread count)
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+
 from layers import SSIM, compute_depth_errors, get_smooth_loss, transformation_from_parameters  # noqa: E402
 from options import MonodepthOptions  # noqa: E402
 from torch_weights import to_paddle_state_dict  # noqa: E402
