@@ -77,6 +77,9 @@ def test_exported_model_agrees_with_eager(eager_net, exported, size, use_onednn)
     assert expected.std() > 1e-3  # a real picture, not a constant
     np.testing.assert_allclose(disp, expected, rtol=0, atol=1e-5)
     assert (net.info["height"], net.info["width"]) == size
+    assert net.images_per_run == 1  # on the CPU a batch runs image by image; as one run:
+    net.images_per_run = None
+    np.testing.assert_allclose(net(images), disp, rtol=0, atol=1e-6)
 
 
 def test_predictor_accepts_any_of_the_files_and_checks_the_input(exported):
@@ -84,6 +87,8 @@ def test_predictor_accepts_any_of_the_files_and_checks_the_input(exported):
     net = predictor(prefix + ".json", use_onednn=False)
     with pytest.raises(ValueError, match="takes B x 3 x 64 x 192 images, not 1x3x96x320"):
         net(np.zeros((1, 3, 96, 320), np.float32))
+    with pytest.raises(ValueError, match="takes B x 3 x 64 x 192 images, not 0x3x64x192"):
+        net(np.zeros((0, 3, 64, 192), np.float32))
 
 
 def test_predictor_names_a_missing_model(tmp_path):
