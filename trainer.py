@@ -69,6 +69,7 @@ class MonodepthModel(nn.Layer):
         self.use_pose_net = uses_pose_net(opt)
         self.num_pose_frames = 2 if opt.pose_model_input == "pairs" else len(opt.frame_ids)
         self.tie_break_noise = tie_break_noise
+        self.replay_choices = None  # see minimum_choice
         self.models = nn.LayerDict(build_models(opt))
         self.ssim = SSIM()
         # with full-resolution multi-scale every scale is warped at scale 0
@@ -186,6 +187,21 @@ class MonodepthModel(nn.Layer):
         ssim = self.ssim(pred, target if target_stats is None else target_stats)
         return 0.85 * ssim.mean(1, keepdim=True) + 0.15 * l1
 
+    def minimum_choice(self, combined, scale):
+        """Index of the smallest photometric error per pixel (N x 1 x H x W). When
+        `replay_choices` ({scale: N x H x W indices}) is set, those decide instead: the
+        float64 rerun of a step takes the float32 run's decisions, so that both compute
+        the same function and only round-off tells them apart."""
+        if self.replay_choices is None:
+            return paddle.argmin(combined, axis=1, keepdim=True)
+        chosen = np.asarray(self.replay_choices[scale])
+        if list(chosen.shape) != [combined.shape[0]] + combined.shape[2:] or chosen.min() < 0 \
+                or chosen.max() >= combined.shape[1]:
+            raise ValueError("replayed choices at scale {}: shape {} and values {}..{} do not fit {} "
+                             "candidates of shape {}".format(scale, list(chosen.shape), chosen.min(),
+                                                             chosen.max(), combined.shape[1], combined.shape))
+        return paddle.to_tensor(chosen.astype(np.int64)).unsqueeze(1)
+
     def compute_losses(self, inputs, outputs):
         """Minimum reprojection with auto-masking plus edge-aware smoothness, per scale."""
         opt, losses, total = self.opt, {}, 0
@@ -229,7 +245,7 @@ class MonodepthModel(nn.Layer):
                 to_optimise = combined
             else:
                 # gather at the argmin so that ties pass the gradient to one input, as torch.min does
-                idxs = paddle.argmin(combined, axis=1, keepdim=True)
+                idxs = self.minimum_choice(combined, scale)
                 to_optimise = paddle.take_along_axis(combined, idxs, axis=1)
                 if not opt.disable_automasking:
                     outputs["identity_selection/{}".format(scale)] = (
