@@ -31,7 +31,7 @@ def test_golden_check_passes_with_exact_gradients(golden_run):
 
 
 @pytest.mark.parametrize("prefix, factor", [
-    ("train/disp/", 1.01), ("train/sample/", 1.01), ("train/cam_T_cam/", 1.01), ("eval/features/", 1.01),
+    ("train/disp/", 1.01), ("train/sample/", 1.01), ("train/color/", 1.01), ("train/cam_T_cam/", 1.01), ("eval/features/", 1.01),
     ("bn_after_train_step/pose_encoder/", 1.01), ("layer/ssim/out", 1.01), ("loss/loss", 1.01),
     ("exact/loss/loss/2", 1 + 1e-7), ("exact/grad/depth/", 1.01), ("exact/grad/pose/", 1 + 1e-5),
     ("exact/grad_norm/encoder/", 1.01), ("exact/grad_norm/pose_encoder/encoder.layer1", 1 + 1e-5)])
