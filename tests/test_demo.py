@@ -229,3 +229,21 @@ def test_release_table_matches_the_reference_names():
     for name, (file_name, md5) in demo.RELEASED_MODELS.items():
         assert file_name == name.replace("+", "%2B") + ".zip"
         assert len(md5) == 32 and int(md5, 16) >= 0
+
+
+def test_depth_range_comes_from_the_weights_unless_given(images, tmp_path):
+    """Weights trained with --min_depth 1 (the built-in example's) scale by 1..100 m, in the
+    eager demo and through the exported model; the flags override it."""
+    weights = make_weights_folder(tmp_path / "min1", use_stereo=True)
+    path = os.path.join(weights, "encoder.pdparams")
+    paddle.save(dict(paddle.load(path), min_depth=1.0, max_depth=100.0, dataset="kitti"), path)
+    sigmoid = expected_disparity(weights, images / "a.png")
+    run_demo("--image_path", images / "a.png", "--load_weights_folder", weights, "--output_dir", tmp_path / "eager")
+    np.testing.assert_allclose(np.load(tmp_path / "eager" / "a_disp.npy"), disp_to_depth(sigmoid, 1, 100)[0], rtol=1e-6)
+    prefix = str(tmp_path / "exported" / "depth")
+    export_model.main(["--load_weights_folder", weights, "--output", prefix])
+    run_demo("--image_path", images / "a.png", "--exported", prefix, "--output_dir", tmp_path / "exp")
+    np.testing.assert_allclose(np.load(tmp_path / "exp" / "a_disp.npy"), disp_to_depth(sigmoid, 1, 100)[0], rtol=1e-5)
+    run_demo("--image_path", images / "a.png", "--load_weights_folder", weights, "--output_dir", tmp_path / "flag",
+             "--min_depth", "0.1")
+    np.testing.assert_allclose(np.load(tmp_path / "flag" / "a_disp.npy"), disp_to_depth(sigmoid, 0.1, 100)[0], rtol=1e-6)

@@ -9,7 +9,8 @@ import pytest
 
 from conftest import GOLDEN, ROOT, need
 from options import MonodepthOptions
-from trainer import MonodepthModel, lr_factor
+from model import MonodepthModel
+from trainer import lr_factor
 from utils import load_weights, save_folder_atomic
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))

@@ -25,7 +25,7 @@ import paddle  # noqa: E402
 from layers import SSIM, compute_depth_errors, get_smooth_loss, transformation_from_parameters  # noqa: E402
 from options import MonodepthOptions  # noqa: E402
 from torch_weights import to_paddle_state_dict  # noqa: E402
-from trainer import MonodepthModel  # noqa: E402
+from model import MonodepthModel  # noqa: E402
 
 # Worst error allowed, relative to the largest magnitude of the golden tensor (forward
 # values and gradients) or to the golden value itself (scalars: losses, gradient norms).
