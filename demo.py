@@ -229,9 +229,13 @@ def run(args):
     scale = stereo_scale(info) if args.pred_metric_depth else None
     output_dir = args.output_dir or default_dir or "."
     os.makedirs(output_dir, exist_ok=True)
-    count = 0
+    count, video = 0, None
     for name, image in items:
         disp, disp_full = predict_image(predict, info, image)
+        if args.depth_video:
+            video = video or open_video_writer(args.depth_video, image.size)
+            frame = np.concatenate([np.asarray(image), colorize(disp_full)], axis=1)
+            video.write(frame[:, :, ::-1].copy())  # OpenCV takes BGR
         scaled_disp, depth = disp_to_depth(disp, min_depth, max_depth)
         if args.pred_metric_depth:
             npy = os.path.join(output_dir, name + "_depth.npy")
@@ -243,8 +247,21 @@ def run(args):
         Image.fromarray(colorize(disp_full)).save(jpeg)
         count += 1
         print("   {}: {} and {}".format(count, jpeg, npy))
+    if video is not None:
+        video.release()
+        print("-> Depth video (input | colour-mapped disparity): {}".format(args.depth_video))
     print("-> Done: {} image{}".format(count, "" if count == 1 else "s"))
     return count
+
+
+def open_video_writer(path, size, fps=10):
+    """An OpenCV writer of `path` (.mp4) for frames twice as wide as `size`."""
+    import cv2
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (2 * size[0], size[1]))
+    if not writer.isOpened():
+        raise ValueError("--depth_video {}: OpenCV cannot write this video".format(path))
+    return writer
 
 
 def parse_args(argv=None):
@@ -265,6 +282,8 @@ def parse_args(argv=None):
     parser.add_argument("--force_metric_depth", action="store_true",
                         help="with --pred_metric_depth, accept weights not trained with stereo")
     parser.add_argument("--output_dir", help="where to write the outputs (default: beside the input)")
+    parser.add_argument("--depth_video", help="also write this .mp4: each frame beside its colour-mapped "
+                        "disparity (frames of one size: a video or a sequence)")
     parser.add_argument("--min_depth", type=float, help="minimum depth (default: the weights' training value)")
     parser.add_argument("--max_depth", type=float, help="maximum depth (default: the weights' training value)")
     return parser, parser.parse_args(argv)

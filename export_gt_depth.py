@@ -48,6 +48,8 @@ def gt_sources(data_path, ground_truth, folder, frame, cam):
         return [os.path.join(data_path, folder, "velodyne_points", "data", "{:010d}.bin".format(frame)),
                 os.path.join(calib_dir, "calib_cam_to_cam.txt"),
                 os.path.join(calib_dir, "calib_velo_to_cam.txt")]
+    if ground_truth == "depth":  # a folder dataset's maps
+        return [os.path.join(data_path, folder, "depth", "{:010d}.png".format(frame))]
     return [os.path.join(data_path, folder, "proj_depth", "groundtruth", "image_0{}".format(cam),
                          "{:010d}.png".format(frame))]
 

@@ -15,6 +15,7 @@ Reproducible use (the same batches for any num_workers)::
 
 Paddle's default collate stacks the dict items (tuple keys included) into tensors.
 """
+from .folder_dataset import FolderDataset
 from .kitti_dataset import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset, KITTITestImages
 from .mono_dataset import MonoDataset
 from .sampler import SeededBatchSampler
@@ -24,6 +25,7 @@ DATASETS = {
     "kitti_odom": KITTIOdomDataset,
     "kitti_depth": KITTIDepthDataset,
     "kitti_test": KITTITestImages,
+    "folder": FolderDataset,
 }
 
 

@@ -40,8 +40,8 @@ class KITTIDataset(MonoDataset):
             raise ValueError(f"split line {number} {line!r}: side {parts[2]!r} is not one of l, r, 2, 3")
         return parts[0], frame_index, parts[2]
 
-    def get_intrinsics(self, folder, frame_index, side):
-        return self.K.copy()
+    def get_intrinsics(self, folder, frame_index, side, do_flip):
+        return self.K.copy()  # centred principal point: the same when mirrored
 
     def is_left(self, side):
         return side in ("l", "2")

@@ -181,7 +181,7 @@ class MonoDataset(paddle.io.Dataset):
                 inputs[("color", f, s)] = color
                 inputs[("color_aug", f, s)] = to_float_chw(apply_jitter(img, jitter)) if jitter else color
 
-        inputs.update(self.scaled_intrinsics(self.get_intrinsics(folder, frame_index, side)))
+        inputs.update(self.scaled_intrinsics(self.get_intrinsics(folder, frame_index, side, do_flip)))
 
         if self.load_depth:
             depth = self.get_depth(folder, frame_index, side, do_flip)
@@ -206,9 +206,9 @@ class MonoDataset(paddle.io.Dataset):
             intrinsics[("inv_K", s)] = np.linalg.pinv(K_s)
         return intrinsics
 
-    def get_intrinsics(self, folder, frame_index, side):
+    def get_intrinsics(self, folder, frame_index, side, do_flip):
         """4x4 float32 intrinsics of a sample's camera, normalised by the image size (first
-        row / width, second row / height)."""
+        row / width, second row / height), for the image mirrored if `do_flip`."""
         raise NotImplementedError
 
     def is_left(self, side):
