@@ -8,6 +8,8 @@ For each image NAME it writes NAME_disp.jpeg (the disparity at the image's size,
 mapped with magma from its minimum to its 95th percentile) and NAME_disp.npy (the scaled
 disparity at the network's input size) or, with --pred_metric_depth, NAME_depth.npy
 (metric depth, for stereo-trained weights). Video frames are named <video>_<frame>.
+Disparities are scaled to the depth range the weights were trained with (--min_depth,
+--max_depth override it; 0.1..100 m for weights that do not record it).
 Outputs go beside the input unless --output_dir is given.
 
 --model_name takes one of the reference's released models: it is downloaded once into
@@ -29,10 +31,10 @@ import paddle
 import paddle.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from evaluate_depth import STEREO_SCALE_FACTOR
+from datasets import dataset_class
 from export_model import load_depth_net
 from layers import disp_to_depth
-from trainer import pick_device
+from utils import pick_device
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MODELS_DIR = os.path.join(ROOT, "models")
@@ -50,8 +52,8 @@ RELEASED_MODELS = {
     "mono+stereo_1024x320": ("mono%2Bstereo_1024x320.zip", "cdc5fc9b23513c07d5b19235d9ef08f7"),
 }
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-# The depth range the disparity is scaled to, as the reference's demo (not the training's).
-MIN_DEPTH, MAX_DEPTH = 0.1, 100
+# The depth range of weights that do not record theirs (the training's defaults).
+DEFAULT_DEPTH_RANGE = (0.1, 100)
 
 
 def md5sum(path):
@@ -172,6 +174,29 @@ def load_model(args, device):
     return predict, info
 
 
+def depth_range(args, info):
+    """(min_depth, max_depth): the flags, else the weights', else DEFAULT_DEPTH_RANGE."""
+    low, high = DEFAULT_DEPTH_RANGE
+    if info.get("min_depth") is not None and info.get("max_depth") is not None:
+        low, high = info["min_depth"], info["max_depth"]
+    low = low if args.min_depth is None else args.min_depth
+    high = high if args.max_depth is None else args.max_depth
+    if not 0 < low < high:
+        raise ValueError("need 0 < --min_depth < --max_depth, got {} and {}".format(low, high))
+    return low, high
+
+
+def stereo_scale(info):
+    """Metres per unit of the depth of stereo-trained weights: their training dataset's
+    rig (KITTI's for weights that do not record their dataset)."""
+    name = info.get("dataset") or "kitti"
+    scale = dataset_class(name).stereo_scale
+    if scale is None:
+        raise ValueError("--pred_metric_depth: the weights were trained on --dataset {}, whose stereo "
+                         "baseline is not known".format(name))
+    return scale
+
+
 def check_metric(args, info):
     """Metric depth only for weights known to be stereo-trained, unless forced: mono
     weights predict depth up to an unknown scale."""
@@ -200,15 +225,21 @@ def run(args):
     paddle.set_device(device)
     predict, info = load_model(args, device)
     check_metric(args, info)
+    min_depth, max_depth = depth_range(args, info)
+    scale = stereo_scale(info) if args.pred_metric_depth else None
     output_dir = args.output_dir or default_dir or "."
     os.makedirs(output_dir, exist_ok=True)
-    count = 0
+    count, video = 0, None
     for name, image in items:
         disp, disp_full = predict_image(predict, info, image)
-        scaled_disp, depth = disp_to_depth(disp, MIN_DEPTH, MAX_DEPTH)
+        if args.depth_video:
+            video = video or open_video_writer(args.depth_video, image.size)
+            frame = np.concatenate([np.asarray(image), colorize(disp_full)], axis=1)
+            video.write(frame[:, :, ::-1].copy())  # OpenCV takes BGR
+        scaled_disp, depth = disp_to_depth(disp, min_depth, max_depth)
         if args.pred_metric_depth:
             npy = os.path.join(output_dir, name + "_depth.npy")
-            np.save(npy, STEREO_SCALE_FACTOR * depth)
+            np.save(npy, scale * depth)
         else:
             npy = os.path.join(output_dir, name + "_disp.npy")
             np.save(npy, scaled_disp)
@@ -216,8 +247,21 @@ def run(args):
         Image.fromarray(colorize(disp_full)).save(jpeg)
         count += 1
         print("   {}: {} and {}".format(count, jpeg, npy))
+    if video is not None:
+        video.release()
+        print("-> Depth video (input | colour-mapped disparity): {}".format(args.depth_video))
     print("-> Done: {} image{}".format(count, "" if count == 1 else "s"))
     return count
+
+
+def open_video_writer(path, size, fps=10):
+    """An OpenCV writer of `path` (.mp4) for frames twice as wide as `size`."""
+    import cv2
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (2 * size[0], size[1]))
+    if not writer.isOpened():
+        raise ValueError("--depth_video {}: OpenCV cannot write this video".format(path))
+    return writer
 
 
 def parse_args(argv=None):
@@ -238,6 +282,10 @@ def parse_args(argv=None):
     parser.add_argument("--force_metric_depth", action="store_true",
                         help="with --pred_metric_depth, accept weights not trained with stereo")
     parser.add_argument("--output_dir", help="where to write the outputs (default: beside the input)")
+    parser.add_argument("--depth_video", help="also write this .mp4: each frame beside its colour-mapped "
+                        "disparity (frames of one size: a video or a sequence)")
+    parser.add_argument("--min_depth", type=float, help="minimum depth (default: the weights' training value)")
+    parser.add_argument("--max_depth", type=float, help="maximum depth (default: the weights' training value)")
     return parser, parser.parse_args(argv)
 
 

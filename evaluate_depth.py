@@ -1,13 +1,14 @@
-"""Evaluate depth predictions on a KITTI test split with the reference's protocol.
+"""Evaluate depth predictions on a test split with the reference's protocol.
 
     python evaluate_depth.py --load_weights_folder DIR --eval_mono|--eval_stereo
-                             [--eval_split eigen] [--data_path KITTI_RAW] [--post_process]
+                             [--eval_split eigen|FOLDER] [--data_path KITTI_RAW] [--post_process]
 
 The numbers depend on every step (bilinear resize of the disparity to the ground truth's
 size, the Garg crop, median scaling, clipping to 1e-3..80 m), so each follows the
 reference exactly. It prints the reference's table (the row of seven numbers after '&')
 and writes the metrics to eval_depth_<split>.json beside the weights (beside the
---ext_disp_to_eval file when no weights are given).
+--ext_disp_to_eval file when no weights are given). The depth range (--min_depth,
+--max_depth) is the one the weights were trained with unless given.
 """
 import json
 import os
@@ -20,43 +21,17 @@ import numpy as np
 import paddle
 from PIL import Image
 
-import network
-from datasets import KITTIRAWDataset
+from datasets import dataset_class
+from eval_splits import MAX_DEPTH, MIN_DEPTH, SPLITS_DIR, eval_split, garg_crop_mask
 from export_gt_depth import GroundTruth
 from layers import compute_depth_errors, disp_to_depth
-from options import MonodepthOptions
-from torch_weights import resnet_depth
-from trainer import pick_device
-from utils import load_weights, read_weights, readlines
+from network import load_depth_net
+from options import MonodepthOptions, flag_given
+from utils import pick_device, readlines
 
-SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")
-MIN_DEPTH = 1e-3
-MAX_DEPTH = 80
-# Stereo models learn depth for a baseline of 0.1 units; KITTI's rig has 0.54 m.
-STEREO_SCALE_FACTOR = 5.4
-# Garg et al.'s crop as fractions of the image (top, bottom, left, right): the region
-# with laser returns. Fractions, so it applies to any image size (the synthetic drive's).
-GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
-CROPPED_SPLITS = ("eigen", "synthetic")  # the others count every pixel with ground truth
 BENCHMARK_SIZE = (1216, 352)  # width, height of the depth benchmark's submissions
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 BATCH_SIZE = 16
-
-
-class SplitImages(KITTIRAWDataset):
-    """The colour images of a test split: the ground truth comes from gt_depths.npz, so
-    nothing else (velodyne scans, calibration) is needed or read."""
-
-    def check_depth(self):
-        return False
-
-
-class BenchmarkSplitImages(SplitImages):
-    """The depth benchmark's test images, <data_path>/image/0000000123.png, whose split
-    lines are 'image 123' (KITTI's test_depth_prediction_anonymous folder)."""
-
-    def get_image_path(self, folder, frame_index, side):
-        return os.path.join(self.data_path, folder, "{:010d}{}".format(frame_index, self.img_ext))
 
 
 def resize_linear(img, width, height):
@@ -90,20 +65,12 @@ def post_process_disparity(disp, flipped_disp):
     return right * disp + left * flipped_disp + (1.0 - left - right) * mean
 
 
-def garg_crop_mask(shape):
-    height, width = shape
-    top, bottom, left, right = np.array([GARG_CROP[0] * height, GARG_CROP[1] * height,
-                                         GARG_CROP[2] * width, GARG_CROP[3] * width]).astype(np.int32)
-    mask = np.zeros(shape, dtype=bool)
-    mask[top:bottom, left:right] = True
-    return mask
-
-
 def check_eval_options(opt):
     """Raise ValueError naming the flag for combinations that cannot be evaluated."""
     if opt.eval_mono == opt.eval_stereo:
         raise ValueError("choose mono or stereo evaluation: set exactly one of --eval_mono and --eval_stereo")
-    if opt.eval_split.startswith("odom"):
+    split = eval_split(opt.eval_split, opt.dataset, SPLITS_DIR)
+    if split.ground_truth == "poses":
         raise ValueError("--eval_split {} is a pose split: use evaluate_pose.py".format(opt.eval_split))
     if opt.ext_disp_to_eval is None and opt.load_weights_folder is None:
         raise ValueError("give the weights to evaluate with --load_weights_folder "
@@ -113,9 +80,12 @@ def check_eval_options(opt):
     if opt.save_pred_disps and opt.load_weights_folder is None:
         raise ValueError("--save_pred_disps writes into --load_weights_folder, which is not set "
                          "(use --eval_out_dir to choose a folder)")
-    if opt.eval_split == "benchmark" and not (opt.eval_out_dir or opt.load_weights_folder):
-        raise ValueError("--eval_split benchmark writes its PNGs into --eval_out_dir or "
-                         "--load_weights_folder: set one")
+    if split.ground_truth is None and not (opt.eval_out_dir or opt.load_weights_folder):
+        raise ValueError("--eval_split {} writes its PNGs into --eval_out_dir or "
+                         "--load_weights_folder: set one".format(opt.eval_split))
+    if opt.eval_stereo and dataset_class(split.dataset).stereo_scale is None:
+        raise ValueError("--eval_stereo: --dataset {} has no known stereo baseline; use --eval_mono".format(
+            split.dataset))
     if opt.pred_depth_scale_factor <= 0:
         raise ValueError("--pred_depth_scale_factor must be positive, got {}".format(opt.pred_depth_scale_factor))
 
@@ -127,64 +97,31 @@ def weights_folder(opt):
     return folder
 
 
-def input_size(opt, folder):
-    """(height, width) the network was trained at, from its encoder file (checked for
-    --num_layers first), else --height/--width."""
-    path = os.path.join(folder, "encoder.pdparams")
-    state = read_encoder_file(path, opt.num_layers)
-    if "height" in state and "width" in state:
-        return int(state["height"]), int(state["width"])
+def split_dataset(opt, split, split_lines, height, width):
+    return dataset_class(split.dataset)(opt.data_path, split_lines, height, width, [0], 1, img_ext=".png" if opt.png else ".jpg",
+                   with_depth=False)
+
+
+def load_network(opt, folder):
+    """The depth network of `folder` and its input size; the training options it records
+    (depth range) replace the defaults in `opt`, not values given as flags."""
+    net, record = load_depth_net(folder, opt.num_layers if flag_given(opt, "num_layers") else None)
+    for name in ("min_depth", "max_depth"):
+        if record[name] is not None and not flag_given(opt, name):
+            setattr(opt, name, record[name])
+    if record["height"] is not None and record["width"] is not None:
+        return net, (int(record["height"]), int(record["width"]))
     print("-> {} does not record the input size: using --height {} --width {}".format(
-        path, opt.height, opt.width))
-    return opt.height, opt.width
+        os.path.join(folder, "encoder.pdparams"), opt.height, opt.width))
+    return net, (opt.height, opt.width)
 
 
-def load_depth_network(opt, folder):
-    """Encoder and decoder (scale 0 only: its weights are a subset of any trained
-    decoder's) with the folder's weights, in eval mode."""
-    paths = [os.path.join(folder, name + ".pdparams") for name in ("encoder", "depth")]
-    for path in paths:
-        if not os.path.isfile(path):
-            raise FileNotFoundError("weights file not found: {}".format(path))
-    encoder = network.ResnetEncoder(opt.num_layers, False)
-    decoder = network.DepthDecoder(encoder.num_ch_enc, scales=[0])
-    load_weights(encoder, paths[0])
-    load_weights(decoder, paths[1])
-    encoder.eval()
-    decoder.eval()
-    return encoder, decoder
-
-
-def read_encoder_file(path, num_layers):
-    """The encoder's saved state; a clear error when it holds a ResNet of another depth
-    than --num_layers."""
-    state = read_weights(path)
-    plain = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    try:
-        depth = resnet_depth(plain)
-    except ValueError:
-        return state  # not recognisable: load_weights reports the mismatch
-    if depth != num_layers:
-        raise ValueError("{} holds a ResNet-{} encoder but --num_layers is {}: pass --num_layers {}".format(
-            path, depth, num_layers, depth))
-    return state
-
-
-def split_dataset(opt, split_lines, height, width):
-    ext = ".png" if opt.png else ".jpg"
-    if opt.eval_split == "benchmark":
-        lines = [line if len(line.split()) == 3 else line + " l" for line in split_lines]
-        return BenchmarkSplitImages(opt.data_path, lines, height, width, [0], 1, img_ext=ext)
-    return SplitImages(opt.data_path, split_lines, height, width, [0], 1, img_ext=ext)
-
-
-def predict_disparities(opt, folder, split_lines):
+def predict_disparities(opt, folder, split, split_lines):
     """N x H x W disparities of the split's images (float32; float64 with --post_process,
     as the reference's blend weights are float64)."""
     print("-> Loading weights from {}".format(folder))
-    height, width = input_size(opt, folder)
-    dataset = split_dataset(opt, split_lines, height, width)  # checks every image exists
-    encoder, decoder = load_depth_network(opt, folder)
+    net, (height, width) = load_network(opt, folder)
+    dataset = split_dataset(opt, split, split_lines, height, width)  # checks every image exists
     loader = paddle.io.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=False, drop_last=False,
                                   num_workers=opt.num_workers)
     print("-> Computing predictions with size {}x{}".format(width, height))
@@ -195,7 +132,7 @@ def predict_disparities(opt, folder, split_lines):
             color = inputs[("color", 0, 0)]
             if opt.post_process:
                 color = paddle.concat([color, paddle.flip(color, [3])], axis=0)
-            disp = decoder(encoder(color))[("disp", 0)]
+            disp = net(color)
             disp = disp_to_depth(disp, opt.min_depth, opt.max_depth)[0][:, 0].numpy()
             if opt.post_process:
                 n = len(disp) // 2
@@ -233,40 +170,41 @@ def load_disparities(opt):
     return disps
 
 
-def write_benchmark_pngs(disps, folder):
+def write_benchmark_pngs(disps, folder, stereo_scale):
     """16-bit PNGs (depth * 256 at 1216x352, stereo-scaled, capped at 80 m) for the
     benchmark's server, named 0000000000.png, ... in split order."""
     os.makedirs(folder, exist_ok=True)
     print("-> Saving out benchmark predictions to {}".format(folder))
     for i, disp in enumerate(disps):
-        depth = STEREO_SCALE_FACTOR / resize_linear(disp, *BENCHMARK_SIZE)
+        depth = stereo_scale / resize_linear(disp, *BENCHMARK_SIZE)
         depth = np.uint16(np.clip(depth, 0, 80) * 256)
         Image.fromarray(depth).save(os.path.join(folder, "{:010d}.png".format(i)))
 
 
-def load_ground_truth(opt, split_lines, count):
+def load_ground_truth(split, split_lines, count):
     """The split's gt_depths.npz, checked against the split and the number of predictions."""
-    path = os.path.join(SPLITS_DIR, opt.eval_split, "gt_depths.npz")
+    path = os.path.join(os.path.dirname(split.test_file), "gt_depths.npz")
     gt = GroundTruth(path)
-    if gt.split is not None and gt.split != opt.eval_split:
+    if gt.split is not None and gt.split != split.name:
         raise ValueError("{} was exported for --split {}, not {}: re-run export_gt_depth.py --split {}".format(
-            path, gt.split, opt.eval_split, opt.eval_split))
+            path, gt.split, split.name, split.name))
     if gt.lines is not None and split_lines is not None and gt.lines != split_lines:
         raise ValueError("{} was exported from another test_files.txt than the current one of split {}: "
-                         "re-run export_gt_depth.py".format(path, opt.eval_split))
+                         "re-run export_gt_depth.py".format(path, split.name))
     if len(gt) != count:
         raise ValueError("{} holds {} depth maps but there are {} predictions (a file for another split, "
                          "or --eval_eigen_to_benchmark missing?)".format(path, len(gt), count))
     return gt
 
 
-def compute_metrics(opt, disps, gt):
+def compute_metrics(opt, split, disps, gt):
     """Mean of the seven metrics over the images, and the median-scaling ratios (if used)."""
     median_scaling = not opt.disable_median_scaling
     scale = opt.pred_depth_scale_factor
     if opt.eval_stereo:
-        print("   Stereo evaluation - disabling median scaling, scaling by {}".format(STEREO_SCALE_FACTOR))
-        median_scaling, scale = False, STEREO_SCALE_FACTOR
+        scale = dataset_class(split.dataset).stereo_scale
+        print("   Stereo evaluation - disabling median scaling, scaling by {}".format(scale))
+        median_scaling = False
     else:
         print("   Mono evaluation - using median scaling")
     errors, ratios = [], []
@@ -275,7 +213,7 @@ def compute_metrics(opt, disps, gt):
         if gt_depth.ndim != 2:
             raise ValueError("{}: depth map {} has shape {}, not H x W".format(gt.path, i, gt_depth.shape))
         pred_depth = 1 / resize_linear(disp, gt_depth.shape[1], gt_depth.shape[0])
-        if opt.eval_split in CROPPED_SPLITS:
+        if split.crop == "garg":
             mask = (gt_depth > MIN_DEPTH) & (gt_depth < MAX_DEPTH) & garg_crop_mask(gt_depth.shape)
         else:
             mask = gt_depth > 0
@@ -292,7 +230,7 @@ def compute_metrics(opt, disps, gt):
     return np.mean(errors, axis=0), np.array(ratios, dtype=np.float64)
 
 
-def report(opt, metrics, ratios, results_dir, num_images):
+def report(opt, split, metrics, ratios, results_dir, num_images):
     """Print the reference's table and write it as JSON for scripts."""
     summary = None
     if len(ratios):
@@ -301,12 +239,12 @@ def report(opt, metrics, ratios, results_dir, num_images):
         print(" Scaling ratios | med: {:0.3f} | std: {:0.3f}".format(summary["median"], summary["std"]))
     print("\n  " + "".join("{:>8} | ".format(name) for name in METRICS))
     print("".join("&{: 8.3f}  ".format(value) for value in metrics) + "\\\\")
-    result = {"split": opt.eval_split, "mode": "stereo" if opt.eval_stereo else "mono",
+    result = {"split": split.name, "mode": "stereo" if opt.eval_stereo else "mono",
               "num_images": int(num_images), "post_process": bool(opt.post_process),
               "weights": opt.load_weights_folder, "disparities": opt.ext_disp_to_eval,
               "min_depth": opt.min_depth, "max_depth": opt.max_depth,
               "metrics": dict(zip(METRICS, map(float, metrics))), "scaling_ratios": summary}
-    path = os.path.join(results_dir, "eval_depth_{}.json".format(opt.eval_split))
+    path = os.path.join(results_dir, "eval_depth_{}.json".format(split.name))
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print("-> Metrics written to {}".format(path))
@@ -317,21 +255,21 @@ def evaluate(opt):
     """Run the evaluation the options ask for; returns the JSON result (None when
     nothing is scored: --no_eval or the benchmark split)."""
     check_eval_options(opt)
-    split_file = os.path.join(SPLITS_DIR, opt.eval_split, "test_files.txt")
-    split_lines = readlines(split_file) if os.path.isfile(split_file) else None
+    split = eval_split(opt.eval_split, opt.dataset, SPLITS_DIR)
+    split_lines = readlines(split.test_file) if os.path.isfile(split.test_file) else None
     if opt.ext_disp_to_eval is None:
         if split_lines is None:
-            raise FileNotFoundError("split file not found: {}".format(split_file))
+            raise FileNotFoundError("split file not found: {}".format(split.test_file))
         folder = weights_folder(opt)
         paddle.set_device(pick_device(opt))
-        disps = predict_disparities(opt, folder, split_lines)
+        disps = predict_disparities(opt, folder, split, split_lines)
         results_dir = folder
     else:
         disps = load_disparities(opt)
         results_dir = (weights_folder(opt) if opt.load_weights_folder
                        else os.path.dirname(os.path.abspath(opt.ext_disp_to_eval)))
 
-    name = "disps_{}_split.npy".format(opt.eval_split)
+    name = "disps_{}_split.npy".format(split.name)
     if opt.save_pred_disps:
         path = os.path.join(weights_folder(opt), name)
         print("-> Saving predicted disparities to {}".format(path))
@@ -345,15 +283,16 @@ def evaluate(opt):
     if opt.no_eval:
         print("-> Evaluation disabled. Done.")
         return None
-    if opt.eval_split == "benchmark":
-        write_benchmark_pngs(disps, os.path.join(opt.eval_out_dir or weights_folder(opt), "benchmark_predictions"))
+    if split.ground_truth is None:  # the depth benchmark's test images
+        write_benchmark_pngs(disps, os.path.join(opt.eval_out_dir or weights_folder(opt), "benchmark_predictions"),
+                             dataset_class(split.dataset).stereo_scale)
         print("-> No ground truth is available for the KITTI benchmark, so not evaluating. Done.")
         return None
 
-    gt = load_ground_truth(opt, split_lines, len(disps))
+    gt = load_ground_truth(split, split_lines, len(disps))
     print("-> Evaluating")
-    metrics, ratios = compute_metrics(opt, disps, gt)
-    result = report(opt, metrics, ratios, results_dir, len(disps))
+    metrics, ratios = compute_metrics(opt, split, disps, gt)
+    result = report(opt, split, metrics, ratios, results_dir, len(disps))
     print("\n-> Done!")
     return result
 

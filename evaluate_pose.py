@@ -16,15 +16,14 @@ import cpu_threads  # noqa: F401  (before paddle: sets its CPU thread count)
 import numpy as np
 import paddle
 
-import network
-from datasets import KITTIOdomDataset
-from evaluate_depth import read_encoder_file
+from datasets import dataset_class
+from eval_splits import EVAL_SPLITS, SPLITS_DIR, eval_split
 from layers import transformation_from_parameters
-from options import MonodepthOptions
-from trainer import pick_device
-from utils import load_weights, readlines
+from network import load_pose_net
+from options import MonodepthOptions, flag_given
+from utils import pick_device, readlines
 
-SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")
+POSE_SPLITS = [name for name, split in EVAL_SPLITS.items() if split.ground_truth == "poses"]
 TRACK_LENGTH = 5
 ATE_HELP = (
     "Trajectory error: for each 5-frame snippet, the predicted positions are shifted onto the "
@@ -72,20 +71,13 @@ def load_pose_network(opt, folder):
         if not os.path.isfile(path):
             raise FileNotFoundError("{} not found: evaluate_pose.py needs the separate_resnet pose network "
                                     "(pose_encoder.pdparams and pose.pdparams)".format(path))
-    read_encoder_file(encoder_path, opt.num_layers)
-    encoder = network.ResnetEncoder(opt.num_layers, False, num_input_images=2)
-    decoder = network.PoseDecoder(encoder.num_ch_enc, 1, 2)
-    load_weights(encoder, encoder_path)
-    load_weights(decoder, decoder_path)
-    encoder.eval()
-    decoder.eval()
-    return encoder, decoder
+    return load_pose_net(folder, opt.num_layers if flag_given(opt, "num_layers") else None)
 
 
-def predict_motions(opt, folder, lines):
+def predict_motions(opt, folder, split, lines):
     """N x 4 x 4 predicted motions from each line's frame to the next."""
     encoder, decoder = load_pose_network(opt, folder)
-    dataset = KITTIOdomDataset(opt.data_path, lines, opt.height, opt.width, [0, 1], 1,
+    dataset = dataset_class(split.dataset)(opt.data_path, lines, opt.height, opt.width, [0, 1], 1,
                                img_ext=".png" if opt.png else ".jpg")
     loader = paddle.io.DataLoader(dataset, batch_size=opt.batch_size, shuffle=False, drop_last=False,
                                   num_workers=opt.num_workers)
@@ -101,15 +93,17 @@ def predict_motions(opt, folder, lines):
 
 def evaluate(opt):
     """Predict, score and save; returns the JSON result."""
-    if opt.eval_split not in ("odom_9", "odom_10"):
-        raise ValueError("--eval_split must be odom_9 or odom_10 for pose evaluation, got {}".format(opt.eval_split))
+    if opt.eval_split not in POSE_SPLITS:
+        raise ValueError("--eval_split must be {} for pose evaluation, got {}".format(
+            " or ".join(POSE_SPLITS), opt.eval_split))
     if opt.load_weights_folder is None:
         raise ValueError("give the weights to evaluate with --load_weights_folder")
     folder = os.path.expanduser(opt.load_weights_folder)
     if not os.path.isdir(folder):
         raise FileNotFoundError("--load_weights_folder {}: no such folder".format(folder))
     sequence = int(opt.eval_split.split("_")[1])
-    split_file = os.path.join(SPLITS_DIR, "odom", "test_files_{:02d}.txt".format(sequence))
+    split = eval_split(opt.eval_split, splits_dir=SPLITS_DIR)
+    split_file = split.test_file
     if not os.path.isfile(split_file):
         raise FileNotFoundError("split file not found: {} (fetch the splits with tools/get_splits.py)".format(
             split_file))
@@ -121,7 +115,7 @@ def evaluate(opt):
             split_file, len(lines), gt_path, len(gt_motions) + 1))
 
     paddle.set_device(pick_device(opt))
-    motions = predict_motions(opt, folder, lines)
+    motions = predict_motions(opt, folder, split, lines)
     errors = [snippet_ate(snippet_positions(gt_motions[i:i + TRACK_LENGTH - 1]),
                           snippet_positions(motions[i:i + TRACK_LENGTH - 1]))
               for i in range(len(gt_motions))]

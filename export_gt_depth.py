@@ -1,10 +1,11 @@
 """Export the ground-truth depth maps of a test split to splits/<split>/gt_depths.npz.
 
-    python export_gt_depth.py --data_path KITTI_RAW --split eigen|eigen_benchmark|synthetic
+    python export_gt_depth.py --data_path KITTI_RAW --split eigen|eigen_benchmark|synthetic|FOLDER
 
 eigen and synthetic project each line's velodyne scan into its camera (kitti_utils'
 projection, the reference's); eigen_benchmark reads the depth benchmark's annotated
-16-bit PNGs (metres * 256).
+16-bit PNGs (metres * 256); a split folder is exported as --dataset's ground truth
+(eval_splits.FOLDER_SPLITS) into the folder.
 
 File format: the reference stored one NumPy object array, which NumPy >= 1.24 refuses to
 build from maps of different sizes (KITTI's dates have four image sizes) and which
@@ -23,14 +24,12 @@ import zipfile
 import numpy as np
 from PIL import Image
 
+from datasets.kitti_dataset import KITTIDataset
+from eval_splits import SPLITS_DIR, depth_splits, eval_split
 from kitti_utils import generate_depth_map
 from utils import readlines
 
-SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")
-# Splits whose ground truth comes from velodyne scans, and from the benchmark's PNGs.
-VELODYNE_SPLITS = ("eigen", "synthetic")
-PNG_SPLITS = ("eigen_benchmark",)
-CAMERA = {"l": 2, "2": 2, "r": 3, "3": 3}
+CAMERA = KITTIDataset.side_map
 
 
 def parse_line(split_file, number, line):
@@ -42,24 +41,26 @@ def parse_line(split_file, number, line):
     return parts[0], int(parts[1]), CAMERA[parts[2]]
 
 
-def gt_sources(data_path, split, folder, frame, cam):
+def gt_sources(data_path, ground_truth, folder, frame, cam):
     """The file(s) the ground truth of one line is made from."""
-    if split in VELODYNE_SPLITS:
+    if ground_truth == "velodyne":
         calib_dir = os.path.join(data_path, folder.split("/")[0])
         return [os.path.join(data_path, folder, "velodyne_points", "data", "{:010d}.bin".format(frame)),
                 os.path.join(calib_dir, "calib_cam_to_cam.txt"),
                 os.path.join(calib_dir, "calib_velo_to_cam.txt")]
+    if ground_truth == "depth":  # a folder dataset's maps
+        return [os.path.join(data_path, folder, "depth", "{:010d}.png".format(frame))]
     return [os.path.join(data_path, folder, "proj_depth", "groundtruth", "image_0{}".format(cam),
                          "{:010d}.png".format(frame))]
 
 
-def read_gt(data_path, split, folder, frame, cam):
+def read_gt(data_path, ground_truth, folder, frame, cam):
     """float32 depth map (metres, 0 = no measurement) of one test line."""
-    if split in VELODYNE_SPLITS:
-        velo_path = gt_sources(data_path, split, folder, frame, cam)[0]
+    if ground_truth == "velodyne":
+        velo_path = gt_sources(data_path, ground_truth, folder, frame, cam)[0]
         return generate_depth_map(os.path.join(data_path, folder.split("/")[0]), velo_path, cam, True
                                   ).astype(np.float32)
-    path = gt_sources(data_path, split, folder, frame, cam)[0]
+    path = gt_sources(data_path, ground_truth, folder, frame, cam)[0]
     try:
         with Image.open(path) as png:
             return np.array(png).astype(np.float32) / 256
@@ -67,12 +68,14 @@ def read_gt(data_path, split, folder, frame, cam):
         raise ValueError("cannot read ground-truth depth {}: {}".format(path, e)) from None
 
 
-def export_gt_depths(data_path, split, splits_dir=SPLITS_DIR):
-    """Write <splits_dir>/<split>/gt_depths.npz from the split's test_files.txt; returns its path."""
-    if split not in VELODYNE_SPLITS + PNG_SPLITS:
-        raise ValueError("--split {}: ground truth can be exported for {}".format(
-            split, ", ".join(VELODYNE_SPLITS + PNG_SPLITS)))
-    split_file = os.path.join(splits_dir, split, "test_files.txt")
+def export_gt_depths(data_path, split, splits_dir=SPLITS_DIR, dataset="kitti"):
+    """Write gt_depths.npz beside the test_files.txt of the split (a name or a folder);
+    returns its path."""
+    if split not in depth_splits() and not os.path.isdir(split):
+        raise ValueError("--split {}: ground truth can be exported for {} or a split folder".format(
+            split, ", ".join(depth_splits())))
+    resolved = eval_split(split, dataset, splits_dir)
+    split_file = resolved.test_file
     if not os.path.isfile(split_file):
         raise FileNotFoundError("split file not found: {}".format(split_file))
     lines = readlines(split_file)
@@ -82,7 +85,7 @@ def export_gt_depths(data_path, split, splits_dir=SPLITS_DIR):
 
     # Every input is checked before the (slow) projection starts.
     missing = [(n, path) for n, item in enumerate(items, 1)
-               for path in gt_sources(data_path, split, *item) if not os.path.isfile(path)]
+               for path in gt_sources(data_path, resolved.ground_truth, *item) if not os.path.isfile(path)]
     if missing:
         n, path = missing[0]
         raise FileNotFoundError("{}, line {} ({!r}): missing {} ({} of the split's ground-truth files "
@@ -90,8 +93,8 @@ def export_gt_depths(data_path, split, splits_dir=SPLITS_DIR):
                                     split_file, n, lines[n - 1], path, len(missing), data_path))
 
     print("Exporting ground truth depths for {}".format(split))
-    out = os.path.join(splits_dir, split, "gt_depths.npz")
-    save_gt_depths(out, split, lines, (read_gt(data_path, split, *item) for item in items))
+    out = os.path.join(os.path.dirname(split_file), "gt_depths.npz")
+    save_gt_depths(out, resolved.name, lines, (read_gt(data_path, resolved.ground_truth, *item) for item in items))
     print("Saved {} depth maps to {}".format(len(lines), out))
     return out
 
@@ -163,14 +166,24 @@ class GroundTruth:
         return self._npz["depth_{:05d}".format(i)]
 
 
+def depth_split(value):
+    """argparse type of --split: a split with depth ground truth, or a folder."""
+    if value not in depth_splits() and not os.path.isdir(value):
+        raise argparse.ArgumentTypeError("{}: choose from {} or give a split folder".format(
+            value, ", ".join(depth_splits())))
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Export ground-truth depth maps of a test split.")
     parser.add_argument("--data_path", type=str, required=True, help="path to the root of the KITTI data")
-    parser.add_argument("--split", type=str, required=True, choices=list(VELODYNE_SPLITS + PNG_SPLITS),
-                        help="which split to export gt from")
+    parser.add_argument("--split", type=depth_split, required=True,
+                        help="which split to export gt from: {} or a split folder".format(", ".join(depth_splits())))
+    parser.add_argument("--dataset", type=str, default="kitti",
+                        help="the dataset a split folder's lines belong to (kitti, kitti_depth, folder)")
     opt = parser.parse_args(argv)
     try:
-        export_gt_depths(opt.data_path, opt.split, SPLITS_DIR)
+        export_gt_depths(opt.data_path, opt.split, SPLITS_DIR, opt.dataset)
     except (OSError, ValueError) as e:
         parser.exit(1, "error: {}\n".format(e))
 

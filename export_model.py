@@ -4,7 +4,8 @@
 
 writes PREFIX.json and PREFIX.pdiparams (the program and weights paddle.jit.save writes)
 and PREFIX.info.json (input size, encoder depth, whether the weights were trained with
-stereo). The model maps a B x 3 x H x W batch of RGB images in [0, 1] to the B x 1 x H x W
+stereo, and the depth range, frames and dataset of training when the weights record
+them). The model maps a B x 3 x H x W batch of RGB images in [0, 1] to the B x 1 x H x W
 sigmoid disparity of scale 0. By default H x W is the size the encoder was trained at and
 PREFIX is DIR/inference/depth. inference.py runs it (demo.py --exported PREFIX).
 """
@@ -15,55 +16,25 @@ import os
 import cpu_threads  # noqa: F401  (before paddle: sets its CPU thread count)
 
 import paddle
-import paddle.nn as nn
 
-from network import DepthDecoder, ResnetEncoder
-from torch_weights import resnet_depth
-from utils import load_weights, read_weights
+import network
 
 INFO_SUFFIX = ".info.json"
-
-
-class DepthNet(nn.Layer):
-    """Encoder and decoder as one layer: image batch in, scale-0 disparity out."""
-
-    def __init__(self, num_layers):
-        super().__init__()
-        self.encoder = ResnetEncoder(num_layers, False)
-        self.decoder = DepthDecoder(self.encoder.num_ch_enc, scales=[0])
-
-    def forward(self, images):
-        return self.decoder(self.encoder(images))[("disp", 0)]
-
-
-def encoder_depth(path):
-    """The ResNet depth (18, 34, ...) of the encoder weights file `path`."""
-    saved = read_weights(path)
-    blocks = {k[len("encoder."):]: v for k, v in saved.items() if k.startswith("encoder.")}
-    try:
-        return resnet_depth(blocks)
-    except ValueError as e:
-        raise ValueError("{}: {}".format(path, e)) from None
+# what the weights record that prediction needs, written to the info file when known
+RECORDED_INFO = ("min_depth", "max_depth", "frame_ids", "dataset")
 
 
 def load_depth_net(folder):
-    """DepthNet in evaluation mode with the weights of `folder` (encoder.pdparams and
-    depth.pdparams), and a dict of the encoder's depth (num_layers) and of the encoder
-    file's extra entries: height, width, use_stereo (None when absent)."""
-    if not os.path.isdir(folder):
-        raise FileNotFoundError("weights folder not found: {}".format(folder))
-    encoder_path = os.path.join(folder, "encoder.pdparams")
-    num_layers = encoder_depth(encoder_path)
-    net = DepthNet(num_layers)
-    saved = load_weights(net.encoder, encoder_path)
-    load_weights(net.decoder, os.path.join(folder, "depth.pdparams"))
-    net.eval()
-    info = {k: saved.get(k) for k in ("height", "width", "use_stereo")}
-    info["num_layers"] = num_layers
+    """network.DepthNet in evaluation mode with the weights of `folder`, and a dict of
+    the encoder's depth (num_layers), height, width and use_stereo (None when absent), plus
+    RECORDED_INFO entries the weights record."""
+    net, record = network.load_depth_net(folder)
+    info = {k: record[k] for k in ("height", "width", "use_stereo", "num_layers")}
+    info.update({k: record[k] for k in RECORDED_INFO if record[k] is not None})
     for key in ("height", "width"):
         if info[key] is None:
             raise ValueError("{} has no '{}' entry: it is not an encoder saved by training or "
-                             "by tools/convert_weights.py".format(encoder_path, key))
+                             "by tools/convert_weights.py".format(os.path.join(folder, "encoder.pdparams"), key))
         info[key] = int(info[key])
     if info["use_stereo"] is not None:
         info["use_stereo"] = bool(info["use_stereo"])

@@ -3,6 +3,10 @@ plus what Paddle needs (--seed, --device)."""
 import argparse
 import os
 
+from datasets import DATASETS
+from eval_splits import EVAL_SPLITS, eval_split
+from network import BACKBONES
+
 file_dir = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -23,9 +27,10 @@ class MonodepthOptions:
             help="which training split to use: eigen_zhou, eigen_full, odom, benchmark (folders "
                  "of splits/) or the path of a folder holding train_files.txt and val_files.txt")
         add("--num_layers", type=int, default=18, choices=[18, 34, 50, 101, 152],
-            help="number of resnet layers")
-        add("--dataset", type=str, default="kitti",
-            choices=["kitti", "kitti_odom", "kitti_depth", "kitti_test"], help="dataset to train on")
+            help="number of resnet layers (evaluation: the weights' unless given)")
+        add("--backbone", type=str, default="resnet", choices=sorted(BACKBONES),
+            help="the encoder network (network/BACKBONES)")
+        add("--dataset", type=str, default="kitti", choices=sorted(DATASETS), help="dataset to train on")
         add("--png", action="store_true", help="if set, trains from raw KITTI png files (instead of jpgs)")
         add("--height", type=int, default=192, help="input image height (a multiple of 32)")
         add("--width", type=int, default=640, help="input image width (a multiple of 32)")
@@ -91,9 +96,9 @@ class MonodepthOptions:
             help="if set multiplies predictions by this number")
         add("--ext_disp_to_eval", type=str, help="optional path to a .npy disparities file to evaluate")
         add("--eval_split", type=str, default="eigen",
-            choices=["eigen", "eigen_benchmark", "benchmark", "odom_9", "odom_10", "synthetic"],
-            help="which split to run eval on (synthetic: the drive of tools/make_synthetic_kitti.py, "
-                 "scored like eigen)")
+            help="which split to run eval on: {} (synthetic: the drive of tools/make_synthetic_kitti.py, "
+                 "scored like eigen), or the path of a folder holding test_files.txt and "
+                 "gt_depths.npz".format(", ".join(EVAL_SPLITS)))
         add("--save_pred_disps", action="store_true", help="if set saves predicted disparities")
         add("--no_eval", action="store_true", help="if set disables evaluation")
         add("--eval_eigen_to_benchmark", action="store_true",
@@ -110,8 +115,21 @@ class MonodepthOptions:
             check_options(opt)
         except ValueError as e:
             self.parser.error(str(e))
+        opt.explicit_flags = self.explicit_flags(args, vars(opt))
         self.options = opt
         return opt
+
+    def explicit_flags(self, args, names):
+        """Which of the options `names` the command line gives (not left at their
+        defaults): prediction takes the others from the weights."""
+        unset = object()
+        probe = argparse.Namespace(**dict.fromkeys(names, unset))  # argparse fills in no default then
+        return sorted(k for k, v in vars(self.parser.parse_args(args, probe)).items() if v is not unset)
+
+
+def flag_given(opt, name):
+    """Whether --name was given on the command line of `opt` (MonodepthOptions.parse)."""
+    return name in getattr(opt, "explicit_flags", ())
 
 
 def check_options(opt):
@@ -132,6 +150,7 @@ def check_options(opt):
     if bad_scales or 0 not in opt.scales:
         raise ValueError("--scales must be among 0 1 2 3 and include 0 (the full-resolution "
                          "prediction), got {}".format(opt.scales))
+    eval_split(opt.eval_split, opt.dataset)  # a known split or a folder
     if opt.min_depth <= 0 or opt.max_depth <= opt.min_depth:
         raise ValueError("need 0 < --min_depth < --max_depth, got {} and {}".format(
             opt.min_depth, opt.max_depth))

@@ -1,282 +1,22 @@
-"""The Monodepth2 training step (networks, warping, losses) and the training loop around it."""
+"""The training loop around the training step (model.py): data, optimisation,
+validation, logging and checkpoints (checkpoint.py)."""
 import json
 import os
-import pickle
 import random
 import time
 
 import numpy as np
 import paddle
-import paddle.nn as nn
 import paddle.nn.functional as F
 
-import network
-from datasets import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset, SeededBatchSampler
-from layers import (SSIM, BackprojectDepth, Project3D, compute_depth_errors, disp_to_depth, get_smooth_loss,
-                    transformation_from_parameters, warp)
-from utils import load_weights, normalize_image, readlines, save_folder_atomic, sec_to_hm_str
+from checkpoint import load_checkpoint, restore_rng_state, resume_state, save_checkpoint
+from datasets import SeededBatchSampler, dataset_class
+from eval_splits import MAX_DEPTH, MIN_DEPTH, garg_crop_mask
+from layers import compute_depth_errors
+from model import MonodepthModel
+from utils import normalize_image, pick_device, readlines, sec_to_hm_str
 
 file_dir = os.path.dirname(os.path.abspath(__file__))
-
-
-def frame_ids_of(opt):
-    """The frames a sample holds: opt.frame_ids, plus "s" (the other camera) for stereo."""
-    return list(opt.frame_ids) + (["s"] if opt.use_stereo else [])
-
-
-def uses_pose_net(opt):
-    return not (opt.use_stereo and list(opt.frame_ids) == [0])
-
-
-def build_models(opt):
-    """The networks the options ask for, keyed as the reference's checkpoint files."""
-    pretrained = opt.weights_init == "pretrained"
-    num_pose_frames = 2 if opt.pose_model_input == "pairs" else len(opt.frame_ids)
-    models = {"encoder": network.ResnetEncoder(opt.num_layers, pretrained)}
-    num_ch_enc = models["encoder"].num_ch_enc
-    models["depth"] = network.DepthDecoder(num_ch_enc, opt.scales)
-    if uses_pose_net(opt):
-        if opt.pose_model_type == "separate_resnet":
-            models["pose_encoder"] = network.ResnetEncoder(
-                opt.num_layers, pretrained, num_input_images=num_pose_frames)
-            # The reference always predicts 2 transforms here; with more than three frames
-            # on "all" that is too few, so those runs get one per other frame instead.
-            num_predicted = 2 if num_pose_frames <= 3 else num_pose_frames - 1
-            models["pose"] = network.PoseDecoder(models["pose_encoder"].num_ch_enc, 1, num_predicted)
-        elif opt.pose_model_type == "shared":
-            models["pose"] = network.PoseDecoder(num_ch_enc, num_pose_frames)
-        else:
-            models["pose"] = network.PoseCNN(num_pose_frames)
-    if opt.predictive_mask:
-        # one mask per source frame, from a decoder shaped like the depth decoder
-        models["predictive_mask"] = network.DepthDecoder(
-            num_ch_enc, opt.scales, num_output_channels=len(frame_ids_of(opt)) - 1)
-    return models
-
-
-class MonodepthModel(nn.Layer):
-    """All networks plus the warping and losses of one training step.
-
-    `forward(inputs)` takes a batch keyed as the reference's (("color", f, s),
-    ("color_aug", f, s), ("K", s), ("inv_K", s), "stereo_T") and returns
-    (outputs, losses) like the reference's `process_batch`, so it runs without any
-    dataset and can be wrapped by paddle.DataParallel as one layer."""
-
-    def __init__(self, opt, tie_break_noise=True):
-        super().__init__()
-        self.opt = opt
-        self.frame_ids = frame_ids_of(opt)
-        self.use_pose_net = uses_pose_net(opt)
-        self.num_pose_frames = 2 if opt.pose_model_input == "pairs" else len(opt.frame_ids)
-        self.tie_break_noise = tie_break_noise
-        self.replay_choices = None  # see minimum_choice
-        self.models = nn.LayerDict(build_models(opt))
-        self.ssim = SSIM()
-        # with full-resolution multi-scale every scale is warped at scale 0
-        source_scales = opt.scales if opt.v1_multiscale else [0]
-        self.backproject_depth = nn.LayerDict({str(s): BackprojectDepth(
-            opt.height // 2 ** s, opt.width // 2 ** s) for s in source_scales})
-        self.project_3d = {s: Project3D(opt.height // 2 ** s, opt.width // 2 ** s)
-                           for s in source_scales}
-
-    def forward(self, inputs):
-        # with --amp the networks may run in float16; geometry and losses stay in float32
-        with paddle.amp.auto_cast(enable=self.opt.amp):
-            outputs = self.run_networks(inputs)
-        outputs = {k: as_float32(v) for k, v in outputs.items()}
-        if self.use_pose_net:
-            self.pose_transforms(outputs)
-        self.generate_images_pred(inputs, outputs)
-        return outputs, self.compute_losses(inputs, outputs)
-
-    def run_networks(self, inputs):
-        """Disparities, predictive masks and the pose network's raw motions."""
-        opt, models = self.opt, self.models
-        if opt.pose_model_type == "shared":
-            # every frame goes through the depth encoder; the pose decoder reuses its features
-            all_features = models["encoder"](
-                paddle.concat([inputs[("color_aug", f, 0)] for f in self.frame_ids]))
-            per_frame = [paddle.split(f, len(self.frame_ids)) for f in all_features]
-            features = {f: [level[i] for level in per_frame] for i, f in enumerate(self.frame_ids)}
-            outputs = models["depth"](features[0])
-        else:
-            features = models["encoder"](inputs[("color_aug", 0, 0)])
-            outputs = models["depth"](features)
-        if opt.predictive_mask:
-            outputs["predictive_mask"] = models["predictive_mask"](
-                features[0] if opt.pose_model_type == "shared" else features)
-        if self.use_pose_net:
-            outputs.update(self.predict_poses(inputs, features))
-        return outputs
-
-    def predict_poses(self, inputs, features):
-        """Axis-angle and translation from frame 0 to every temporal frame."""
-        opt, outputs = self.opt, {}
-        temporal = [f for f in self.frame_ids[1:] if f != "s"]
-        if self.num_pose_frames == 2:
-            if opt.pose_model_type == "shared":
-                pose_feats = features
-            else:
-                pose_feats = {f: inputs[("color_aug", f, 0)] for f in self.frame_ids}
-            for f in temporal:
-                # pairs always go in temporal order; the motion is inverted for past frames
-                pair = [pose_feats[f], pose_feats[0]] if f < 0 else [pose_feats[0], pose_feats[f]]
-                if opt.pose_model_type == "separate_resnet":
-                    pair = [self.models["pose_encoder"](paddle.concat(pair, 1))]
-                elif opt.pose_model_type == "posecnn":
-                    pair = paddle.concat(pair, 1)
-                outputs[("axisangle", 0, f)], outputs[("translation", 0, f)] = self.models["pose"](pair)
-        else:
-            if opt.pose_model_type == "shared":
-                pose_inputs = [features[f] for f in [0] + temporal]
-            else:
-                pose_inputs = paddle.concat([inputs[("color_aug", f, 0)] for f in [0] + temporal], 1)
-                if opt.pose_model_type == "separate_resnet":
-                    pose_inputs = [self.models["pose_encoder"](pose_inputs)]
-            axisangle, translation = self.models["pose"](pose_inputs)
-            for f in temporal:
-                outputs[("axisangle", 0, f)], outputs[("translation", 0, f)] = axisangle, translation
-        return outputs
-
-    def pose_transforms(self, outputs):
-        """outputs[("cam_T_cam", 0, f)]: the 4x4 transform of every temporal frame."""
-        temporal = [f for f in self.frame_ids[1:] if f != "s"]
-        for i, f in enumerate(temporal):
-            axisangle, translation = outputs[("axisangle", 0, f)], outputs[("translation", 0, f)]
-            if self.num_pose_frames == 2:  # one prediction per pair, inverted for past frames
-                T = transformation_from_parameters(axisangle[:, 0], translation[:, 0], invert=f < 0)
-            else:  # one prediction per frame from a single pass
-                T = transformation_from_parameters(axisangle[:, i], translation[:, i])
-            outputs[("cam_T_cam", 0, f)] = T
-
-    def generate_images_pred(self, inputs, outputs):
-        """Warp every source frame into frame 0 at every scale (outputs ("color", f, s))."""
-        opt = self.opt
-        for scale in opt.scales:
-            disp = outputs[("disp", scale)]
-            if opt.v1_multiscale:
-                source_scale = scale
-            else:
-                disp = F.interpolate(disp, [opt.height, opt.width], mode="bilinear", align_corners=False)
-                source_scale = 0
-            _, depth = disp_to_depth(disp, opt.min_depth, opt.max_depth)
-            outputs[("depth", 0, scale)] = depth
-            cam_points = self.backproject_depth[str(source_scale)](depth, inputs[("inv_K", source_scale)])
-            for f in self.frame_ids[1:]:
-                if f == "s":
-                    T = inputs["stereo_T"]
-                elif opt.pose_model_type == "posecnn":
-                    # translation rescaled by the mean inverse depth (Wang et al. 2018); like the
-                    # reference this takes the first predicted motion, inverted for past frames
-                    mean_inv_depth = (1 / depth).mean(axis=[2, 3], keepdim=True)
-                    T = transformation_from_parameters(
-                        outputs[("axisangle", 0, f)][:, 0],
-                        outputs[("translation", 0, f)][:, 0] * mean_inv_depth[:, 0], f < 0)
-                else:
-                    T = outputs[("cam_T_cam", 0, f)]
-                grid = self.project_3d[source_scale](cam_points, inputs[("K", source_scale)], T)
-                outputs[("sample", f, scale)] = grid
-                outputs[("color", f, scale)] = warp(inputs[("color", f, source_scale)], grid)
-
-    def reprojection_loss(self, pred, target, target_stats=None):
-        """Per-pixel photometric error: 0.85 SSIM + 0.15 L1 (L1 alone with --no_ssim).
-        `target_stats` are the target's SSIM statistics, if already computed."""
-        l1 = paddle.abs(target - pred).mean(1, keepdim=True)
-        if self.opt.no_ssim:
-            return l1
-        ssim = self.ssim(pred, target if target_stats is None else target_stats)
-        return 0.85 * ssim.mean(1, keepdim=True) + 0.15 * l1
-
-    def minimum_choice(self, combined, scale):
-        """Index of the smallest photometric error per pixel (N x 1 x H x W). When
-        `replay_choices` ({scale: N x H x W indices}) is set, those decide instead: the
-        float64 rerun of a step takes the float32 run's decisions, so that both compute
-        the same function and only round-off tells them apart."""
-        if self.replay_choices is None:
-            return paddle.argmin(combined, axis=1, keepdim=True)
-        chosen = np.asarray(self.replay_choices[scale])
-        if list(chosen.shape) != [combined.shape[0]] + combined.shape[2:] or chosen.min() < 0 \
-                or chosen.max() >= combined.shape[1]:
-            raise ValueError("replayed choices at scale {}: shape {} and values {}..{} do not fit {} "
-                             "candidates of shape {}".format(scale, list(chosen.shape), chosen.min(),
-                                                             chosen.max(), combined.shape[1], combined.shape))
-        return paddle.to_tensor(chosen.astype(np.int64)).unsqueeze(1)
-
-    def compute_losses(self, inputs, outputs):
-        """Minimum reprojection with auto-masking plus edge-aware smoothness, per scale."""
-        opt, losses, total = self.opt, {}, 0
-        sources = self.frame_ids[1:]
-        # per source scale (one for all scales in full-resolution multi-scale): the target,
-        # its SSIM statistics and the errors of the unwarped sources, none of which
-        # depend on the networks
-        targets = {}
-        for scale in opt.scales:
-            loss = 0
-            source_scale = scale if opt.v1_multiscale else 0
-            if source_scale not in targets:
-                target = inputs[("color", 0, source_scale)]
-                stats = None if opt.no_ssim else self.ssim.target_stats(target)
-                identity = None if opt.disable_automasking else paddle.concat([self.reprojection_loss(
-                    inputs[("color", f, source_scale)], target, stats) for f in sources], 1)
-                targets[source_scale] = target, stats, identity
-            target, stats, identity = targets[source_scale]
-            reprojection = paddle.concat(
-                [self.reprojection_loss(outputs[("color", f, scale)], target, stats) for f in sources], 1)
-
-            if not opt.disable_automasking:
-                if opt.avg_reprojection:
-                    identity = identity.mean(1, keepdim=True)
-                if self.tie_break_noise:
-                    identity = identity + paddle.randn(identity.shape) * 0.00001
-            elif opt.predictive_mask:
-                mask = outputs["predictive_mask"][("disp", scale)]
-                if not opt.v1_multiscale:
-                    mask = F.interpolate(mask, [opt.height, opt.width], mode="bilinear",
-                                         align_corners=False)
-                reprojection = reprojection * mask
-                # pushes the mask towards 1: binary cross-entropy against ones, log clamped
-                # at -100 like PyTorch's BCELoss
-                loss += 0.2 * -paddle.clip(paddle.log(mask), min=-100).mean()
-
-            if opt.avg_reprojection:
-                reprojection = reprojection.mean(1, keepdim=True)
-            combined = reprojection if opt.disable_automasking else paddle.concat([identity, reprojection], 1)
-            if combined.shape[1] == 1:
-                to_optimise = combined
-            else:
-                # gather at the argmin so that ties pass the gradient to one input, as torch.min does
-                idxs = self.minimum_choice(combined, scale)
-                to_optimise = paddle.take_along_axis(combined, idxs, axis=1)
-                if not opt.disable_automasking:
-                    outputs["identity_selection/{}".format(scale)] = (
-                        idxs[:, 0] > identity.shape[1] - 1).astype("float32")
-            loss += to_optimise.mean()
-
-            disp = outputs[("disp", scale)]
-            norm_disp = disp / (disp.mean(axis=[2, 3], keepdim=True) + 1e-7)
-            loss += opt.disparity_smoothness * get_smooth_loss(norm_disp, inputs[("color", 0, scale)]) / (2 ** scale)
-            total += loss
-            losses["loss/{}".format(scale)] = loss
-        losses["loss"] = total / len(opt.scales)
-        return losses
-
-
-def as_float32(value):
-    """A network output (a tensor or a dict of them) in float32 if it is in half precision."""
-    if isinstance(value, dict):
-        return {k: as_float32(v) for k, v in value.items()}
-    return value.astype("float32") if value.dtype in (paddle.float16, paddle.bfloat16) else value
-
-
-def pick_device(opt):
-    """"gpu" when Paddle has one and the options allow it, else "cpu"."""
-    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    if opt.no_cuda or opt.device == "cpu":
-        return "cpu"
-    if opt.device == "gpu" and not has_gpu:
-        raise SystemExit("--device gpu: this Paddle build sees no GPU (install paddlepaddle-gpu "
-                         "or use --device cpu)")
-    return "gpu" if has_gpu else "cpu"
 
 
 def lr_factor(epoch, step_size):
@@ -309,7 +49,7 @@ class Trainer:
                 opt.batch_size, self.world_size))
         if self.world_size > 1:
             paddle.distributed.init_parallel_env()
-        state = self.resume_state() if opt.resume else None
+        state = resume_state(os.path.join(self.models_dir, "last"), opt) if opt.resume else None
         if opt.seed is None:  # drawn once and recorded, so that a resumed run continues the same way
             opt.seed = state["seed"] if state else int(np.random.SeedSequence().entropy % 2 ** 31)
             if self.world_size > 1:  # every process must shuffle alike: rank 0's draw counts
@@ -334,18 +74,18 @@ class Trainer:
         self.scaler = paddle.amp.GradScaler() if opt.amp and self.device == "gpu" else None
         self.epoch, self.step, self.start_batch, self.best_val_loss = 0, 0, 0, float("inf")
         if state:
-            self.load_model(os.path.join(self.models_dir, "last"), list(self.models.keys()))
+            last = os.path.join(self.models_dir, "last")
+            load_checkpoint(last, self.models, list(self.models.keys()), self.optimizer, self.is_main)
             self.epoch, self.step, self.start_batch = state["epoch"], state["step"], state["batch"]
             self.best_val_loss = state["best_val_loss"]
-            with open(os.path.join(self.models_dir, "last", "rng_state.pkl"), "rb") as f:
-                paddle.set_rng_state(pickle.load(f))
+            restore_rng_state(last)
         elif opt.load_weights_folder is not None:
-            self.load_model(os.path.expanduser(opt.load_weights_folder), opt.models_to_load)
+            load_checkpoint(os.path.expanduser(opt.load_weights_folder), self.models, opt.models_to_load,
+                            self.optimizer, self.is_main)
         self.step_model = paddle.DataParallel(self.model) if self.world_size > 1 else self.model
 
-        dataset_class = {"kitti": KITTIRAWDataset, "kitti_odom": KITTIOdomDataset,
-                         "kitti_depth": KITTIDepthDataset}.get(opt.dataset)
-        if dataset_class is None:
+        dataset = dataset_class(opt.dataset)
+        if not dataset.for_training:
             raise SystemExit("--dataset {} cannot be used for training".format(opt.dataset))
         split_dir = opt.split if os.path.isdir(opt.split) else os.path.join(file_dir, "splits", opt.split)
         split_file = os.path.join(split_dir, "{}_files.txt")
@@ -356,7 +96,7 @@ class Trainer:
         datasets = []
         for part in ("train", "val"):
             try:
-                datasets.append(dataset_class(
+                datasets.append(dataset(
                     opt.data_path, readlines(split_file.format(part)), opt.height, opt.width,
                     self.frame_ids, 4, is_train=part == "train", img_ext=img_ext, seed=opt.seed))
             except (FileNotFoundError, ValueError) as e:
@@ -492,15 +232,13 @@ class Trainer:
         gt = inputs["depth_gt"]
         h, w = gt.shape[2:]
         pred = F.interpolate(outputs[("depth", 0, 0)].detach(), [h, w], mode="bilinear", align_corners=False)
-        pred = paddle.clip(pred, 1e-3, 80).numpy()
+        pred = paddle.clip(pred, MIN_DEPTH, MAX_DEPTH).numpy()
         gt = gt.numpy()
-        crop = np.zeros_like(gt, dtype=bool)
-        crop[:, :, int(0.40810811 * h):int(0.99189189 * h), int(0.03594771 * w):int(0.96405229 * w)] = True
-        mask = (gt > 0) & crop
+        mask = (gt > 0) & garg_crop_mask((h, w))
         if not mask.any():
             return
         gt, pred = gt[mask], pred[mask]
-        pred = np.clip(pred * np.median(gt) / np.median(pred), 1e-3, 80)
+        pred = np.clip(pred * np.median(gt) / np.median(pred), MIN_DEPTH, MAX_DEPTH)
         for name, value in zip(DEPTH_METRIC_NAMES, compute_depth_errors(gt, pred)):
             losses[name] = value
 
@@ -537,104 +275,23 @@ class Trainer:
                                      to_hwc(outputs["identity_selection/{}".format(s)][j:j + 1]), self.step)
 
     def save_opts(self):
+        """models/opt.json: every option of the run (prediction reads its depth range, frames...)."""
         os.makedirs(self.models_dir, exist_ok=True)
         with open(os.path.join(self.models_dir, "opt.json"), "w") as f:
             json.dump(dict(vars(self.opt), frame_ids=self.frame_ids), f, indent=2)
 
-    def checkpoint_files(self):
-        files = {}
-        for name, layer in self.models.items():
-            state = dict(layer.state_dict())
-            if name == "encoder":  # what prediction needs to know about the inputs
-                state.update(height=self.opt.height, width=self.opt.width, use_stereo=self.opt.use_stereo)
-            files[name + ".pdparams"] = state
-        files["adam.pdparams"] = self.optimizer_state()
-        return files
-
-    def optimizer_state(self):
-        """Adam's state keyed by parameter paths ("depth.decoder.0.conv.conv.weight_moment1_0")
-        instead of Paddle's generated names, which depend on how many layers the process
-        built before: a checkpoint must load into any process."""
-        paths = {p.name: name for name, p in self.model.models.named_parameters()}
-        return {rename_state_key(k, paths): v for k, v in self.optimizer.state_dict().items()}
-
-    def load_optimizer_state(self, state):
-        """Adam's state saved by optimizer_state; ValueError unless it fits every trained
-        parameter (Paddle itself would only notice at the first step)."""
-        for name, p in self.model.models.named_parameters():
-            if p.stop_gradient:
-                continue
-            for suffix in ADAM_SUFFIXES:
-                value = state.get(name + suffix)
-                if value is None or (suffix.startswith("_moment") and list(np.shape(value)) != list(p.shape)):
-                    raise ValueError("no state for {} of shape {}".format(name + suffix, p.shape))
-        names = {name: p.name for name, p in self.model.models.named_parameters()}
-        self.optimizer.set_state_dict({rename_state_key(k, names): v for k, v in state.items()})
-
     def save_model(self, name):
         """Write models/<name>/ (every network and Adam) as one atomic step (rank 0 only)."""
         if self.is_main:
-            save_folder_atomic(self.checkpoint_files(), os.path.join(self.models_dir, name))
+            save_checkpoint(os.path.join(self.models_dir, name), self.models, self.optimizer, self.opt)
 
     def save_last(self, epoch, batch):
         """models/last: everything needed to continue at `batch` of `epoch` (--resume)."""
         if self.is_main:
-            files = self.checkpoint_files()
-            files["trainer.json"] = dict(epoch=epoch, batch=batch, step=self.step, seed=self.opt.seed,
-                                         batch_size=self.opt.batch_size, best_val_loss=self.best_val_loss)
-            # the tie-breaking noise continues as it would have
-            files["rng_state.pkl"] = pickle.dumps(paddle.get_rng_state())
-            save_folder_atomic(files, os.path.join(self.models_dir, "last"))
+            progress = dict(epoch=epoch, batch=batch, step=self.step, seed=self.opt.seed,
+                            batch_size=self.opt.batch_size, best_val_loss=self.best_val_loss)
+            save_checkpoint(os.path.join(self.models_dir, "last"), self.models, self.optimizer, self.opt, progress)
         self.last_save = time.time()
-
-    def resume_state(self):
-        """Where models/last says the interrupted run stopped; an error if there is nothing."""
-        path = os.path.join(self.models_dir, "last", "trainer.json")
-        if not os.path.isfile(path):
-            raise SystemExit("--resume: no checkpoint at {} (a run writes it every --checkpoint_minutes "
-                             "and at the end of every epoch)".format(os.path.dirname(path)))
-        with open(path) as f:
-            state = json.load(f)
-        # the skipped batches are only the ones done if the order and batches are the same
-        for flag in ("seed", "batch_size"):
-            given = getattr(self.opt, flag)
-            if given is not None and given != state[flag]:
-                raise SystemExit("--resume: the run used --{} {}, not {}".format(flag, state[flag], given))
-        return state
-
-    def load_model(self, folder, names):
-        """Load the networks `names` from `folder`, and Adam's state when it is there."""
-        if not os.path.isdir(folder):
-            raise SystemExit("--load_weights_folder {}: no such folder".format(folder))
-        if self.is_main:
-            print("loading model from folder {}".format(folder))
-        for name in names:
-            if name not in self.models:
-                raise SystemExit("--models_to_load {}: these options build no such network (they "
-                                 "build {})".format(name, ", ".join(self.models.keys())))
-            try:
-                load_weights(self.models[name], os.path.join(folder, name + ".pdparams"))
-            except (FileNotFoundError, ValueError) as e:
-                raise SystemExit("{} (choose the networks to load with --models_to_load)".format(e))
-        adam_path = os.path.join(folder, "adam.pdparams")
-        if os.path.isfile(adam_path):
-            try:
-                self.load_optimizer_state(paddle.load(adam_path))
-            except ValueError as e:
-                print("Adam state in {} does not fit these networks ({}); Adam starts afresh".format(adam_path, e))
-        elif self.is_main:
-            print("Cannot find Adam weights so Adam is randomly initialized")
-
-
-ADAM_SUFFIXES = ("_moment1_0", "_moment2_0", "_beta1_pow_acc_0", "_beta2_pow_acc_0")
-
-
-def rename_state_key(key, names):
-    """Optimizer-state key with its parameter name replaced through `names`."""
-    for suffix in ADAM_SUFFIXES:
-        if key.endswith(suffix) and key[:-len(suffix)] in names:
-            return names[key[:-len(suffix)]] + suffix
-    return key
 
 
 DEPTH_METRIC_NAMES = ["de/abs_rel", "de/sq_rel", "de/rms", "de/log_rms", "da/a1", "da/a2", "da/a3"]

@@ -94,3 +94,14 @@ def load_weights(layer, path):
                              "or --num_layers?".format(path, name, list(np.shape(saved[name])), value.shape))
     layer.set_state_dict({k: saved[k] for k in own})
     return saved
+
+
+def pick_device(opt):
+    """"gpu" when Paddle has one and the options allow it, else "cpu"."""
+    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if opt.no_cuda or opt.device == "cpu":
+        return "cpu"
+    if opt.device == "gpu" and not has_gpu:
+        raise SystemExit("--device gpu: this Paddle build sees no GPU (install paddlepaddle-gpu "
+                         "or use --device cpu)")
+    return "gpu" if has_gpu else "cpu"

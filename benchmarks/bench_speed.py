@@ -110,10 +110,11 @@ import paddle  # noqa: E402
 import evaluate_depth  # noqa: E402
 from datasets import KITTIRAWDataset, SeededBatchSampler  # noqa: E402
 from export_gt_depth import GroundTruth, export_gt_depths  # noqa: E402
-from export_model import DepthNet, export, load_depth_net  # noqa: E402
+from export_model import export, load_depth_net  # noqa: E402
 from inference import predictor  # noqa: E402
+from model import MonodepthModel, frame_ids_of  # noqa: E402
+from network import DepthNet  # noqa: E402
 from options import MonodepthOptions  # noqa: E402
-from trainer import MonodepthModel, frame_ids_of  # noqa: E402
 from utils import readlines, save_folder_atomic  # noqa: E402
 
 FULL = dict(train_size=(192, 640), infer_sizes=[(192, 640), (320, 1024)], infer_batches=[1, 16],

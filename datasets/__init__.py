@@ -1,9 +1,10 @@
-"""KITTI data loading.
+"""Data loading, and the registry of datasets (DATASETS) that --dataset, evaluation and
+ground-truth export look names up in: a new dataset is a module here and one line below.
 
 Reproducible use (the same batches for any num_workers)::
 
-    dataset = KITTIRAWDataset(data_path, lines, 192, 640, [0, -1, 1, "s"], 4,
-                              is_train=True, seed=seed)
+    dataset = dataset_class("kitti")(data_path, lines, 192, 640, [0, -1, 1, "s"], 4,
+                                     is_train=True, seed=seed)
     sampler = SeededBatchSampler(len(dataset), batch_size, shuffle=True, drop_last=True,
                                  seed=seed, num_replicas=world_size, rank=rank)
     loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=n)
@@ -14,6 +15,22 @@ Reproducible use (the same batches for any num_workers)::
 
 Paddle's default collate stacks the dict items (tuple keys included) into tensors.
 """
-from .kitti_dataset import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset
+from .folder_dataset import FolderDataset
+from .kitti_dataset import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset, KITTITestImages
 from .mono_dataset import MonoDataset
 from .sampler import SeededBatchSampler
+
+DATASETS = {
+    "kitti": KITTIRAWDataset,
+    "kitti_odom": KITTIOdomDataset,
+    "kitti_depth": KITTIDepthDataset,
+    "kitti_test": KITTITestImages,
+    "folder": FolderDataset,
+}
+
+
+def dataset_class(name):
+    """The dataset class registered as `name`."""
+    if name not in DATASETS:
+        raise ValueError("unknown dataset {!r}: choose from {}".format(name, ", ".join(sorted(DATASETS))))
+    return DATASETS[name]

@@ -9,7 +9,7 @@ from .mono_dataset import MonoDataset
 
 
 class KITTIDataset(MonoDataset):
-    """Common KITTI settings.
+    """Common KITTI settings: split lines 'folder frame side' (side l, r, 2 or 3).
 
     The intrinsics are normalised by the image size (first row / width, second
     row / height) with the principal point at the centre, which is what makes
@@ -22,6 +22,29 @@ class KITTIDataset(MonoDataset):
                   [0, 0, 0, 1]], dtype=np.float32)
     full_res_shape = (1242, 375)
     side_map = {"2": 2, "3": 3, "l": 2, "r": 3}
+    other_side = {"l": "r", "r": "l", "2": "3", "3": "2"}
+    # metres per unit of stereo-trained depth: the rig's 0.54 m baseline over the 0.1 units
+    # of the stereo transform training uses
+    stereo_scale = 5.4
+
+    def parse_line(self, number, line):
+        """(folder, frame_index, side) of a split line 'folder frame side'."""
+        parts = line.split()
+        if len(parts) != 3:
+            raise ValueError(f"split line {number} {line!r}: expected 'folder frame side'")
+        try:
+            frame_index = int(parts[1])
+        except ValueError:
+            raise ValueError(f"split line {number} {line!r}: frame index {parts[1]!r} is not an integer") from None
+        if parts[2] not in self.other_side:
+            raise ValueError(f"split line {number} {line!r}: side {parts[2]!r} is not one of l, r, 2, 3")
+        return parts[0], frame_index, parts[2]
+
+    def get_intrinsics(self, folder, frame_index, side, do_flip):
+        return self.K.copy()  # centred principal point: the same when mirrored
+
+    def is_left(self, side):
+        return side in ("l", "2")
 
     def check_depth(self):
         """Whether the first line's ground truth (its first depth file) exists, as in the reference."""
@@ -110,3 +133,19 @@ class KITTIDepthDataset(KITTIDataset):
             raise ValueError(f"cannot read ground-truth depth {path}: {e}") from None
         depth = np.array(depth).astype(np.float32) / 256
         return np.fliplr(depth) if do_flip else depth
+
+
+class KITTITestImages(KITTIRAWDataset):
+    """The depth benchmark's test images, <data_path>/image/0000000123.png, whose split
+    lines are 'image 123' (KITTI's test_depth_prediction_anonymous folder); no ground truth."""
+
+    for_training = False
+
+    def parse_line(self, number, line):
+        return super().parse_line(number, line if len(line.split()) == 3 else line + " l")
+
+    def get_image_path(self, folder, frame_index, side):
+        return os.path.join(self.data_path, folder, "{:010d}{}".format(frame_index, self.img_ext))
+
+    def check_depth(self):
+        return False

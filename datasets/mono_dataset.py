@@ -67,17 +67,19 @@ class MonoDataset(paddle.io.Dataset):
       "stereo_T"                            4x4 camera-to-other-camera transform, if "s" is used
       "depth_gt"                            1 x 375 x 1242 ground truth, if the data has it
 
-    Subclasses define ``K`` (intrinsics normalised by the image size) and the
-    path/depth methods.  Split lines whose files are missing raise an error at
+    Subclasses define how a split line reads (``parse_line``), each sample's
+    intrinsics (``get_intrinsics``), the stereo sides (``other_side``, ``is_left``) and
+    the path/depth methods.  Split lines whose files are missing raise an error at
     construction (naming the line and the path) unless ``skip_missing`` is set,
     in which case they are dropped with a warning.
     """
 
-    K = None
-    other_side = {"l": "r", "r": "l", "2": "3", "3": "2"}
+    other_side = {}  # side code of a split line -> the other camera's (stereo datasets)
+    stereo_scale = None  # metres per unit of stereo-trained depth, when the rig is known
+    for_training = True  # False for test images without neighbouring frames
 
     def __init__(self, data_path, filenames, height, width, frame_idxs, num_scales,
-                 is_train=False, img_ext=".jpg", seed=None, skip_missing=False):
+                 is_train=False, img_ext=".jpg", seed=None, skip_missing=False, with_depth=True):
         super().__init__()
         self.data_path = data_path
         self.height = height
@@ -94,37 +96,21 @@ class MonoDataset(paddle.io.Dataset):
         self.epoch = 0
 
         self.sizes = [(width // 2 ** s, height // 2 ** s) for s in range(num_scales)]
-        self.intrinsics = {}
-        for s, (w, h) in enumerate(self.sizes):
-            K = self.K.copy()
-            K[0, :] *= w
-            K[1, :] *= h
-            self.intrinsics[("K", s)] = K
-            self.intrinsics[("inv_K", s)] = np.linalg.pinv(K)
 
         self.filenames = list(filenames)
         if not self.filenames:
             raise ValueError("the split has no lines")
-        self.lines = [self._parse(number, line) for number, line in enumerate(self.filenames, 1)]
-        self.load_depth = self.check_depth()
+        self.lines = [self.parse_line(number, line) for number, line in enumerate(self.filenames, 1)]
+        self.load_depth = with_depth and self.check_depth()
         self._check_files(skip_missing)
 
     def set_epoch(self, epoch):
         """Select the augmentations of ``epoch``; call before creating the epoch's iterator."""
         self.epoch = int(epoch)
 
-    def _parse(self, number, line):
-        """(folder, frame_index, side) of a split line 'folder frame side'."""
-        parts = line.split()
-        if len(parts) != 3:
-            raise ValueError(f"split line {number} {line!r}: expected 'folder frame side'")
-        try:
-            frame_index = int(parts[1])
-        except ValueError:
-            raise ValueError(f"split line {number} {line!r}: frame index {parts[1]!r} is not an integer") from None
-        if parts[2] not in self.other_side:
-            raise ValueError(f"split line {number} {line!r}: side {parts[2]!r} is not one of l, r, 2, 3")
-        return parts[0], frame_index, parts[2]
+    def parse_line(self, number, line):
+        """(folder, frame_index, side) of split line `number`; ValueError naming it if malformed."""
+        raise NotImplementedError
 
     def required_files(self, folder, frame_index, side):
         """Every file that loading this line needs, as (what, path) pairs."""
@@ -195,8 +181,7 @@ class MonoDataset(paddle.io.Dataset):
                 inputs[("color", f, s)] = color
                 inputs[("color_aug", f, s)] = to_float_chw(apply_jitter(img, jitter)) if jitter else color
 
-        for key, value in self.intrinsics.items():
-            inputs[key] = value.copy()
+        inputs.update(self.scaled_intrinsics(self.get_intrinsics(folder, frame_index, side, do_flip)))
 
         if self.load_depth:
             depth = self.get_depth(folder, frame_index, side, do_flip)
@@ -205,10 +190,30 @@ class MonoDataset(paddle.io.Dataset):
         if "s" in self.frame_idxs:
             stereo_T = np.eye(4, dtype=np.float32)
             baseline_sign = -1 if do_flip else 1
-            side_sign = -1 if side in ("l", "2") else 1
+            side_sign = -1 if self.is_left(side) else 1
             stereo_T[0, 3] = side_sign * baseline_sign * 0.1
             inputs["stereo_T"] = stereo_T
         return inputs
+
+    def scaled_intrinsics(self, K):
+        """("K", s) and ("inv_K", s) of every scale from intrinsics normalised by the image size."""
+        intrinsics = {}
+        for s, (w, h) in enumerate(self.sizes):
+            K_s = K.copy()
+            K_s[0, :] *= w
+            K_s[1, :] *= h
+            intrinsics[("K", s)] = K_s
+            intrinsics[("inv_K", s)] = np.linalg.pinv(K_s)
+        return intrinsics
+
+    def get_intrinsics(self, folder, frame_index, side, do_flip):
+        """4x4 float32 intrinsics of a sample's camera, normalised by the image size (first
+        row / width, second row / height), for the image mirrored if `do_flip`."""
+        raise NotImplementedError
+
+    def is_left(self, side):
+        """Whether `side` is the left camera of a stereo pair (its partner is to the right)."""
+        raise NotImplementedError
 
     def get_color(self, folder, frame_index, side, do_flip):
         img = pil_loader(self.get_image_path(folder, frame_index, side))

@@ -137,6 +137,8 @@ class ResnetEncoder(nn.Layer):
     """ResNet feature pyramid (5 maps) of one image, or of `num_input_images` stacked ones
     for the pose network."""
 
+    title = "ResNet"
+
     def __init__(self, num_layers, pretrained, num_input_images=1):
         super().__init__()
         if num_layers not in BLOCKS:

@@ -404,3 +404,10 @@ def test_get_splits_copies_and_verifies_from_a_local_folder(tmp_path):
     done = subprocess.run([sys.executable, tool, "--from", str(altered), "--out", str(tmp_path / "o2"),
                            "--splits", "eigen"], capture_output=True, text=True)
     assert done.returncode != 0 and "eigen/test_files.txt: SHA-256" in done.stderr
+
+
+def test_registry_names_its_datasets():
+    from datasets import DATASETS, dataset_class
+    assert dataset_class("kitti") is KITTIRAWDataset and dataset_class("kitti_odom") is KITTIOdomDataset
+    with pytest.raises(ValueError, match="unknown dataset 'kitty': choose from " + ", ".join(sorted(DATASETS))):
+        dataset_class("kitty")

@@ -136,13 +136,19 @@ def test_metric_depth_refused_for_mono_weights_unless_forced(mono_weights, image
     assert sorted(os.listdir(out)) == ["a_depth.npy", "a_disp.jpeg"]
 
 
-def test_video_frames(stereo_weights, tmp_path):
-    cv2 = pytest.importorskip("cv2")
-    video = str(tmp_path / "clip.avi")
+def make_clip(cv2, folder):
+    """clip.avi: three 96x48 frames of grey 20, 80 and 140."""
+    video = str(folder / "clip.avi")
     writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 48))
     for i in range(3):
         writer.write(np.full((48, 96, 3), 60 * i + 20, np.uint8))
     writer.release()
+    return video
+
+
+def test_video_frames(stereo_weights, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    video = make_clip(cv2, tmp_path)
     run_demo("--image_path", video, "--load_weights_folder", stereo_weights)
     names = sorted(n for n in os.listdir(tmp_path) if n != "clip.avi")
     assert names == ["clip_{:06d}_disp.{}".format(i, e) for i in range(3) for e in ("jpeg", "npy")]
@@ -229,3 +235,40 @@ def test_release_table_matches_the_reference_names():
     for name, (file_name, md5) in demo.RELEASED_MODELS.items():
         assert file_name == name.replace("+", "%2B") + ".zip"
         assert len(md5) == 32 and int(md5, 16) >= 0
+
+
+def test_depth_range_comes_from_the_weights_unless_given(images, tmp_path):
+    """Weights trained with --min_depth 1 (the built-in example's) scale by 1..100 m, in the
+    eager demo and through the exported model; the flags override it."""
+    weights = make_weights_folder(tmp_path / "min1", use_stereo=True)
+    path = os.path.join(weights, "encoder.pdparams")
+    paddle.save(dict(paddle.load(path), min_depth=1.0, max_depth=100.0, dataset="kitti"), path)
+    sigmoid = expected_disparity(weights, images / "a.png")
+    run_demo("--image_path", images / "a.png", "--load_weights_folder", weights, "--output_dir", tmp_path / "eager")
+    np.testing.assert_allclose(np.load(tmp_path / "eager" / "a_disp.npy"), disp_to_depth(sigmoid, 1, 100)[0], rtol=1e-6)
+    prefix = str(tmp_path / "exported" / "depth")
+    export_model.main(["--load_weights_folder", weights, "--output", prefix])
+    run_demo("--image_path", images / "a.png", "--exported", prefix, "--output_dir", tmp_path / "exp")
+    np.testing.assert_allclose(np.load(tmp_path / "exp" / "a_disp.npy"), disp_to_depth(sigmoid, 1, 100)[0], rtol=1e-5)
+    run_demo("--image_path", images / "a.png", "--load_weights_folder", weights, "--output_dir", tmp_path / "flag",
+             "--min_depth", "0.1")
+    np.testing.assert_allclose(np.load(tmp_path / "flag" / "a_disp.npy"), disp_to_depth(sigmoid, 0.1, 100)[0], rtol=1e-6)
+
+
+def test_depth_video_puts_each_frame_beside_its_disparity(stereo_weights, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    video = make_clip(cv2, tmp_path)
+    out = str(tmp_path / "out" / "depth.mp4")
+    run_demo("--image_path", video, "--load_weights_folder", stereo_weights, "--output_dir", tmp_path / "out",
+             "--depth_video", out)
+    capture = cv2.VideoCapture(out)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame[:, :, ::-1])
+    assert len(frames) == 3 and frames[0].shape == (48, 192, 3)
+    assert abs(int(np.median(frames[2][:, :96])) - 140) <= 8  # the input on the left (two lossy codecs)
+    with Image.open(tmp_path / "out" / "clip_000002_disp.jpeg") as jpeg:  # its colours on the right
+        assert np.abs(frames[2][:, 96:].astype(int) - np.asarray(jpeg, dtype=int)).mean() < 12

@@ -12,8 +12,8 @@ from PIL import Image
 
 import evaluate_depth
 import network
-from evaluate_depth import (SplitImages, evaluate, garg_crop_mask, post_process_disparity,
-                            resize_linear)
+from datasets import KITTIRAWDataset
+from evaluate_depth import evaluate, garg_crop_mask, post_process_disparity, resize_linear
 from export_gt_depth import export_gt_depths, save_gt_depths
 from layers import disp_to_depth
 from options import MonodepthOptions
@@ -314,7 +314,7 @@ def test_post_process_runs_both_passes(run, weights, drive):
     run("--eval_mono", "--post_process", "--save_pred_disps", "--no_eval")
     saved = np.load(os.path.join(weights, "disps_synthetic_split.npy"))
     assert saved.dtype == np.float64
-    images = SplitImages(drive["root"], drive["lines"], 64, 192, [0], 1)
+    images = KITTIRAWDataset(drive["root"], drive["lines"], 64, 192, [0], 1, with_depth=False)
     color = paddle.to_tensor(np.stack([images[i][("color", 0, 0)] for i in range(3)]))
     drive["encoder"].eval()
     drive["decoder"].eval()
@@ -371,3 +371,34 @@ def test_encoder_without_input_size_uses_the_options(run, weights, capsys):
     run("--eval_mono", "--no_eval", "--height", "64", "--width", "128", "--save_pred_disps")
     assert "does not record the input size: using --height 64 --width 128" in capsys.readouterr().out
     assert np.load(os.path.join(weights, "disps_synthetic_split.npy")).shape == (3, 64, 128)
+
+
+def test_depth_range_comes_from_the_weights_unless_given(run, weights):
+    run("--eval_mono", "--save_pred_disps", "--no_eval")
+    default = np.load(os.path.join(weights, "disps_synthetic_split.npy"))
+    path = os.path.join(weights, "encoder.pdparams")
+    state = paddle.load(path)
+    os.remove(path)  # a hard link to the module's weights: replaced, not written through
+    paddle.save(dict(state, min_depth=1.0, max_depth=10.0), path)
+    run("--eval_mono", "--save_pred_disps", "--no_eval")
+    sigmoid = (default - 0.01) / (10 - 0.01)
+    np.testing.assert_allclose(np.load(os.path.join(weights, "disps_synthetic_split.npy")), 0.1 + 0.9 * sigmoid,
+                               atol=1e-5)
+    run("--eval_mono", "--save_pred_disps", "--no_eval", "--min_depth", "0.1", "--max_depth", "100")
+    np.testing.assert_allclose(np.load(os.path.join(weights, "disps_synthetic_split.npy")), default, atol=1e-6)
+
+
+def test_split_table_and_folders(drive, weights, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        options("--eval_split", "nowhere")
+    assert "--eval_split nowhere: neither one of eigen" in capsys.readouterr().err
+    # a split folder: its own test_files.txt and gt_depths.npz, results named after it
+    folder = tmp_path / "my_split"
+    folder.mkdir()
+    (folder / "test_files.txt").write_text("\n".join(drive["lines"]) + "\n")
+    export_gt_depths(drive["root"], str(folder))
+    result = evaluate(options("--data_path", drive["root"], "--eval_split", str(folder), "--eval_mono",
+                              "--load_weights_folder", weights))
+    assert result["split"] == "my_split" and result["num_images"] == 3
+    with open(os.path.join(weights, "eval_depth_my_split.json")) as f:
+        assert json.load(f) == result

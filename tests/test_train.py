@@ -81,7 +81,10 @@ def test_an_interrupted_run_resumes_to_the_same_weights(split, kitti_sample, tmp
         whole = weights(str(tmp_path / "logs" / "whole" / "models" / "weights_1"), name)
         resumed = weights(str(tmp_path / "logs" / "cut" / "models" / "weights_1"), name)
         for key, value in whole.items():
-            np.testing.assert_allclose(resumed[key], value, rtol=1e-5, atol=1e-7, err_msg=key)
+            if isinstance(value, str):  # what the encoder file records: kind, dataset
+                assert resumed[key] == value, key
+            else:
+                np.testing.assert_allclose(resumed[key], value, rtol=1e-5, atol=1e-7, err_msg=key)
 
 
 def test_resume_without_a_checkpoint_and_bad_weights_folder_are_clear_errors(split, kitti_sample, tmp_path):

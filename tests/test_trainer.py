@@ -6,7 +6,8 @@ import paddle
 import pytest
 
 from options import MonodepthOptions
-from trainer import MonodepthModel, lr_factor
+from model import MonodepthModel
+from trainer import lr_factor
 from utils import load_weights, save_folder_atomic
 
 

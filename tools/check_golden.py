@@ -24,7 +24,7 @@ import paddle  # noqa: E402
 from layers import SSIM, compute_depth_errors, get_smooth_loss, transformation_from_parameters, warp  # noqa: E402
 from options import MonodepthOptions  # noqa: E402
 from torch_weights import to_paddle_state_dict  # noqa: E402
-from trainer import MonodepthModel  # noqa: E402
+from model import MonodepthModel  # noqa: E402
 
 # Worst error allowed: forward values relative to the golden tensor's largest magnitude,
 # losses and gradients as L2 distance relative to the golden L2 norm (|a-b|/|b| for scalars).

@@ -1,0 +1,85 @@
+"""tools/prepare_frames.py and --dataset folder: a synthetic drive as a video, prepared,
+trained on for a few steps and evaluated against the drive's rendered depth."""
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+from datasets import FolderDataset
+from evaluate_depth import evaluate
+from export_gt_depth import export_gt_depths
+from options import MonodepthOptions
+from trainer import Trainer
+
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from make_synthetic_kitti import generate_drive  # noqa: E402
+from prepare_frames import main as prepare_frames  # noqa: E402
+
+WIDTH, HEIGHT, FRAMES = 192, 64, 8
+
+
+def test_video_to_training_and_evaluation(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    drive = os.path.join(tmp_path, generate_drive(str(tmp_path), num_frames=FRAMES, width=WIDTH, height=HEIGHT,
+                                                  workers=1)["folder"])
+    video = str(tmp_path / "drive.mp4")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"mp4v"), 10, (WIDTH, HEIGHT))
+    for i in range(FRAMES):
+        writer.write(cv2.imread(os.path.join(drive, "image_02", "data", "{:010d}.jpg".format(i))))
+    writer.release()
+    root = str(tmp_path / "footage")
+    prepare_frames([video, "--out", root, "--intrinsics", str(0.58 * WIDTH), str(1.92 * HEIGHT),
+                    str(WIDTH / 2), str(HEIGHT / 2)])
+    assert sorted(os.listdir(os.path.join(root, "drive"))) == ["{:010d}.jpg".format(i) for i in range(FRAMES)]
+    train = open(os.path.join(root, "train_files.txt")).read().split("\n")[:-1]
+    val = open(os.path.join(root, "val_files.txt")).read().split("\n")[:-1]
+    assert train == ["drive {} l".format(i) for i in range(1, 6)] and val == ["drive 6 l"]
+    # the drive's rendered depth as the folder dataset's ground truth
+    os.makedirs(os.path.join(root, "drive", "depth"))
+    for i in range(FRAMES):
+        shutil.copy(os.path.join(drive, "proj_depth", "groundtruth", "image_02", "{:010d}.png".format(i)),
+                    os.path.join(root, "drive", "depth"))
+
+    sample = FolderDataset(root, train, HEIGHT, WIDTH, [0, -1, 1], 4)[0]
+    np.testing.assert_allclose(sample[("K", 0)][:2, :3], [[0.58 * WIDTH, 0, WIDTH / 2], [0, 1.92 * HEIGHT, HEIGHT / 2]],
+                               rtol=1e-6)
+    assert sample["depth_gt"].shape == (1, HEIGHT, WIDTH)
+
+    Trainer(MonodepthOptions().parse([
+        "--dataset", "folder", "--data_path", root, "--split", root, "--log_dir", str(tmp_path / "logs"),
+        "--model_name", "footage", "--height", str(HEIGHT), "--width", str(WIDTH), "--weights_init", "scratch",
+        "--min_depth", "1", "--batch_size", "2", "--num_epochs", "1", "--num_workers", "0", "--seed", "1"])).train()
+    export_gt_depths(root, root, dataset="folder")
+    result = evaluate(MonodepthOptions().parse([
+        "--dataset", "folder", "--data_path", root, "--eval_split", root, "--eval_mono", "--num_workers", "0",
+        "--load_weights_folder", str(tmp_path / "logs" / "footage" / "models" / "weights_0")]))
+    assert result["num_images"] == FRAMES and result["min_depth"] == 1  # the range travelled with the weights
+    assert 0 < result["metrics"]["abs_rel"] < 1
+
+
+def test_static_frames_every_and_fov(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    still = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    images = [still, still + 1, rng.integers(0, 256, (32, 48, 3), dtype=np.uint8), still, still]
+    for i, image in enumerate(images):  # frame 1 barely differs from frame 0: dropped
+        Image.fromarray(image).save(frames / "f{}.png".format(i))
+    with pytest.warns(UserWarning, match="guessed from --fov 90"):
+        prepare_frames([str(frames), "--out", str(tmp_path / "out"), "--fov", "90", "--frame_ids", "0", "1"])
+    assert sorted(os.listdir(tmp_path / "out" / "frames")) == ["{:010d}.jpg".format(i) for i in range(3)] + [
+        "intrinsics.txt"]
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "out" / "frames" / "intrinsics.txt"), [24, 24, 24, 16])
+    prepare_frames([str(frames), "--out", str(tmp_path / "every"), "--every", "2", "--min_change", "0",
+                    "--frame_ids", "0", "1", "--fov", "60"])
+    assert len([n for n in os.listdir(tmp_path / "every" / "frames") if n.endswith(".jpg")]) == 3
+    with pytest.raises(SystemExit):
+        prepare_frames([str(tmp_path / "none.mp4"), "--out", str(tmp_path / "x")])
+    assert "none.mp4: no such video or folder" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="no intrinsics for sequence frames"):
+        os.remove(tmp_path / "every" / "frames" / "intrinsics.txt")
+        FolderDataset(str(tmp_path / "every"), ["frames 0"], 32, 64, [0, 1], 1)

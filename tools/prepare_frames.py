@@ -1,0 +1,157 @@
+"""Turn videos or folders of frames into a folder dataset (datasets/folder_dataset.py).
+
+    python tools/prepare_frames.py drive.mp4 [more.mp4 frames_dir/ ...] --out ROOT
+        [--fps 10 | --every N] [--min_change 0.01] [--intrinsics FX FY CX CY | --fov DEGREES]
+        [--frame_ids 0 -1 1] [--val_fraction 0.1]
+
+Each input becomes the sequence ROOT/<name>/ of frames 0000000000.jpg, ... in temporal
+order. --every keeps every Nth frame, --fps the frames closest to that rate (Monodepth2 is
+tuned for KITTI's ~10 fps). A frame is dropped when it differs from the last kept one by
+less than --min_change: the mean absolute difference of the two frames in grey, scaled
+to [0, 1], at 64 pixels wide (a parked camera gives the photometric loss nothing to learn).
+--intrinsics (pixels at the frames' resolution) is written to ROOT/intrinsics.txt; --fov
+guesses them per sequence from a horizontal field of view, with a warning. Writes
+ROOT/train_files.txt and val_files.txt (the last --val_fraction of every sequence) with
+only the frames whose neighbours for --frame_ids exist, and test_files.txt (every frame).
+Then: python train.py --dataset folder --data_path ROOT --split ROOT
+"""
+import argparse
+import glob
+import math
+import os
+import sys
+import warnings
+
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def read_frames(path):
+    """(frames per second or None, iterator of RGB PIL images) of a video or a folder of images."""
+    if os.path.isdir(path):
+        files = sorted(f for f in glob.glob(os.path.join(path, "*")) if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise ValueError("{}: no {} images".format(path, "/".join(IMAGE_EXTENSIONS)))
+        return None, (Image.open(f).convert("RGB") for f in files)
+    if not os.path.isfile(path):
+        raise FileNotFoundError("{}: no such video or folder".format(path))
+    import cv2
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        raise ValueError("cannot read the video {}".format(path))
+
+    def frames():
+        try:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    return
+                yield Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        finally:
+            capture.release()
+    return capture.get(cv2.CAP_PROP_FPS) or None, frames()
+
+
+def thumbnail(image):
+    """Grey image 64 pixels wide in [0, 1], for the motion test."""
+    width, height = image.size
+    small = image.convert("L").resize((64, max(1, round(64 * height / width))), Image.BILINEAR)
+    return np.asarray(small, dtype=np.float32) / 255
+
+
+def extract(path, folder, step, min_change):
+    """Write the kept frames of `path` into `folder`; returns (count, (width, height))."""
+    _, frames = read_frames(path)
+    os.makedirs(folder, exist_ok=True)
+    count, last, size = 0, None, None
+    for i, image in enumerate(frames):
+        if i % step:
+            continue
+        small = thumbnail(image)
+        if last is not None and np.abs(small - last).mean() < min_change:
+            continue
+        if size is not None and image.size != size:
+            raise ValueError("{}: frame {} is {}x{}, the first was {}x{}".format(path, i, *image.size, *size))
+        size = image.size
+        image.save(os.path.join(folder, "{:010d}.jpg".format(count)), quality=95)
+        last, count = small, count + 1
+    if count == 0:
+        raise ValueError("{}: no frame could be read".format(path))
+    return count, size
+
+
+def split_lines(name, count, frame_ids, val_fraction):
+    """(train lines, val lines) of a sequence: frames whose neighbours exist, the last part for validation."""
+    usable = [i for i in range(count) if all(0 <= i + f < count for f in frame_ids)]
+    num_val = min(len(usable) - 1, max(1, round(val_fraction * len(usable)))) if len(usable) > 1 else 0
+    lines = ["{} {} l".format(name, i) for i in usable]
+    return lines[:len(lines) - num_val], lines[len(lines) - num_val:]
+
+
+def write_lines(path, lines):
+    with open(path, "w") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+def prepare(inputs, out, fps=None, every=None, min_change=0.01, intrinsics=None, fov=None,
+            frame_ids=(0, -1, 1), val_fraction=0.1):
+    """Build the folder dataset ROOT=`out` from the videos or folders `inputs`; returns the
+    number of (train, val) lines."""
+    os.makedirs(out, exist_ok=True)
+    if intrinsics is not None:
+        write_lines(os.path.join(out, "intrinsics.txt"), [" ".join("{:.6f}".format(v) for v in intrinsics)])
+    train, val, test = [], [], []
+    for path in inputs:
+        name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+        source_fps = read_frames(path)[0]
+        step = every or (max(1, round(source_fps / fps)) if fps and source_fps else 1)
+        count, (width, height) = extract(path, os.path.join(out, name), step, min_change)
+        if fov is not None:
+            warnings.warn("{}: intrinsics guessed from --fov {} (a rough guess: give --intrinsics from a "
+                          "calibration for metric results)".format(name, fov))
+            f = width / 2 / math.tan(math.radians(fov) / 2)
+            write_lines(os.path.join(out, name, "intrinsics.txt"), ["{:.6f} {:.6f} {:.6f} {:.6f}".format(
+                f, f, width / 2, height / 2)])
+        seq_train, seq_val = split_lines(name, count, frame_ids, val_fraction)
+        train += seq_train
+        val += seq_val
+        test += ["{} {} l".format(name, i) for i in range(count)]
+        print("{}: kept {} frames ({}x{}), {} training and {} validation lines".format(
+            path, count, width, height, len(seq_train), len(seq_val)))
+    if not train or not val:
+        raise ValueError("too few frames for --frame_ids {}: {} training and {} validation lines".format(
+            " ".join(map(str, frame_ids)), len(train), len(val)))
+    for part, lines in (("train", train), ("val", val), ("test", test)):
+        write_lines(os.path.join(out, part + "_files.txt"), lines)
+    return len(train), len(val)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", help="videos (read by OpenCV) or folders of frames")
+    parser.add_argument("--out", required=True, help="root of the folder dataset")
+    rate = parser.add_mutually_exclusive_group()
+    rate.add_argument("--fps", type=float, help="keep about this many frames per second of video")
+    rate.add_argument("--every", type=int, help="keep every Nth frame")
+    parser.add_argument("--min_change", type=float, default=0.01,
+                        help="drop frames whose mean grey difference to the last kept one is below this")
+    camera = parser.add_mutually_exclusive_group()
+    camera.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
+                        help="camera intrinsics in pixels at the frames' resolution")
+    camera.add_argument("--fov", type=float, help="horizontal field of view in degrees (a rough guess)")
+    parser.add_argument("--frame_ids", type=int, nargs="+", default=[0, -1, 1], help="frames each line needs")
+    parser.add_argument("--val_fraction", type=float, default=0.1, help="share of each sequence for validation")
+    args = parser.parse_args(argv)
+    if (args.every is not None and args.every < 1) or (args.fps is not None and args.fps <= 0):
+        parser.error("--every and --fps must be positive")
+    try:
+        prepare(args.inputs, args.out, args.fps, args.every, args.min_change, args.intrinsics, args.fov,
+                args.frame_ids, args.val_fraction)
+    except (OSError, ValueError) as e:
+        parser.exit(1, "error: {}\n".format(e))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
