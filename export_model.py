@@ -134,6 +134,25 @@ def export(folder, output, height=None, width=None, formats=FORMATS["all"]):
     return info
 
 
+def default_prefix(folder):
+    return os.path.join(folder, "inference", "depth")
+
+
+def export_if_stale(folder):
+    """The prefix of the model exported from the weights folder `folder` into
+    folder/inference/depth, exported in every format first when absent or older than the
+    weights (demo.py and evaluate_depth.py --exported without a path)."""
+    prefix = default_prefix(folder)
+    outputs = [prefix + s for f in FORMATS["all"] for s in FORMAT_SUFFIXES[f]] + [prefix + INFO_SUFFIX]
+    weights = [os.path.join(folder, name + ".pdparams") for name in ("encoder", "depth")]
+    if all(map(os.path.isfile, outputs + weights)) and (
+            min(map(os.path.getmtime, outputs)) >= max(map(os.path.getmtime, weights))):
+        return prefix
+    progress("exporting the network of {} to {}".format(folder, prefix))
+    export(folder, prefix)
+    return prefix
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,7 +166,7 @@ def main(argv=None):
                         help="paddle: Paddle Inference files; onnx: an ONNX file (OpenVINO, ONNX "
                         "Runtime); all: both")
     args = parser.parse_args(argv)
-    output = args.output or os.path.join(args.load_weights_folder, "inference", "depth")
+    output = args.output or default_prefix(args.load_weights_folder)
     paddle.set_device("cpu")
     try:
         info = export(args.load_weights_folder, output, args.height, args.width, FORMATS[args.format])
