@@ -164,6 +164,55 @@ def test_exported_model_gives_the_eager_results(stereo_weights, images, tmp_path
                                    np.load(tmp_path / "eager" / (name + "_depth.npy")), rtol=1e-5)
 
 
+def test_video_streams_through_the_model_exported_on_first_use(stereo_weights, tmp_path, capsys):
+    cv2 = pytest.importorskip("cv2")
+    video = str(tmp_path / "clip.avi")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 48))
+    for i in range(4):
+        writer.write(np.full((48, 96, 3), 50 * i + 20, np.uint8))
+    writer.release()
+    weights = tmp_path / "weights"
+    shutil.copytree(stereo_weights, weights)
+    for out, model in {"eager": (), "exported": ("--exported",)}.items():
+        run_demo("--image_path", video, "--load_weights_folder", weights, *model, "--output_dir", tmp_path / out)
+        assert "-> Done: 4 frames in " in capsys.readouterr().out
+    assert os.path.isfile(weights / "inference" / "depth.onnx")
+    for i in range(4):
+        name = "clip_{:06d}_disp.npy".format(i)
+        np.testing.assert_allclose(np.load(tmp_path / "exported" / name), np.load(tmp_path / "eager" / name),
+                                   rtol=1e-5)
+    onnx_time = os.path.getmtime(weights / "inference" / "depth.onnx")
+    run_demo("--image_path", video, "--load_weights_folder", weights, "--exported", "--backend", "paddle",
+             "--output_dir", tmp_path / "again")
+    out = capsys.readouterr().out
+    assert "(paddle fp32 on cpu" in out and "frames/s)" in out
+    assert os.path.getmtime(weights / "inference" / "depth.onnx") == onnx_time  # not exported again
+
+
+def test_prefetched_yields_in_order_and_raises_the_readers_error():
+    def items():
+        yield from range(10)
+        raise ValueError("cannot read frame 10")
+    seen = []
+    with pytest.raises(ValueError, match="cannot read frame 10"):
+        for item in demo.prefetched(items(), depth=2):
+            seen.append(item)
+    assert seen == list(range(10))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--exported", "x", "--load_weights_folder", "w"], "--exported PREFIX is a model of its own"),
+    ([], "give the model with --load_weights_folder, --model_name or --exported PREFIX"),
+    (["--exported"], "give the model with"),
+    (["--load_weights_folder", "w", "--backend", "paddle"], "add --exported"),
+])
+def test_model_flag_errors(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(["--image_path", "x.png"] + args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 def test_errors_name_the_problem(stereo_weights, images, tmp_path, capsys):
     missing = tmp_path / "missing"
     assert "--image_path {}: no such file or folder".format(missing) in run_demo_error(
