@@ -16,8 +16,9 @@ models/<name>, checked against its md5 sum and converted to Paddle weights there
 
 --exported PREFIX runs a model written by export_model.py through inference.py (the fastest
 backend installed, or --backend); --exported without PREFIX exports the network of the
-weights folder into WEIGHTS/inference/depth on first use and runs that. Images are read
-and resized by a second thread while the network runs; the frames/s are printed at the end.
+weights folder into WEIGHTS/inference/depth on first use and runs that. When the network
+leaves cores free (a GPU, or OMP_NUM_THREADS below the cores), images and video frames are
+read and resized by a second thread while it runs; the frames/s are printed at the end.
 """
 import argparse
 import glob
@@ -29,7 +30,7 @@ import time
 import urllib.request
 import zipfile
 
-import cpu_threads  # noqa: F401  (before paddle: sets its CPU thread count)
+import cpu_threads  # before paddle: sets its CPU thread count
 
 import matplotlib.cm
 import matplotlib.colors
@@ -251,9 +252,13 @@ def run(args):
     check_metric(args, info)
     output_dir = args.output_dir or default_dir or "."
     os.makedirs(output_dir, exist_ok=True)
+    inputs = ((n, im, network_input(im, info)) for n, im in items)
+    # a reader thread beside a network using every core slows both (DEVELOPERS.md)
+    if device == "gpu" or cpu_threads.available_cores() > cpu_threads.num_threads():
+        inputs = prefetched(inputs)
     count = 0
     start = time.perf_counter()
-    for name, image, batch in prefetched((n, im, network_input(im, info)) for n, im in items):
+    for name, image, batch in inputs:
         disp = predict(batch)
         disp_full = at_image_size(disp, image)
         scaled_disp, depth = disp_to_depth(disp, MIN_DEPTH, MAX_DEPTH)

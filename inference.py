@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from cpu_threads import num_threads
+import cpu_threads
 from export_model import INFO_SUFFIX, ONNX_SUFFIX
 
 PADDLE_SUFFIXES = (".json", ".pdmodel")  # PIR programs, and the older format
@@ -78,7 +78,7 @@ class ExportedDepthNet:
     def __init__(self, files, info, device, precision, threads):
         self.info = info
         self.device, self.precision = device, precision
-        self.threads = threads or num_threads()
+        self.threads = threads or cpu_threads.num_threads()
         # on the CPU a batch runs image by image: activations of one image stay in the caches
         # (measured with Paddle Inference at 640x192 and 1024x320: 20-40% less time per image
         # than batches of 16)

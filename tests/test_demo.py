@@ -13,6 +13,7 @@ import paddle
 import pytest
 from PIL import Image
 
+import cpu_threads
 import demo
 import export_model
 from export_model import load_depth_net
@@ -164,7 +165,7 @@ def test_exported_model_gives_the_eager_results(stereo_weights, images, tmp_path
                                    np.load(tmp_path / "eager" / (name + "_depth.npy")), rtol=1e-5)
 
 
-def test_video_streams_through_the_model_exported_on_first_use(stereo_weights, tmp_path, capsys):
+def test_video_streams_through_the_model_exported_on_first_use(stereo_weights, tmp_path, capsys, monkeypatch):
     cv2 = pytest.importorskip("cv2")
     video = str(tmp_path / "clip.avi")
     writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 48))
@@ -182,10 +183,18 @@ def test_video_streams_through_the_model_exported_on_first_use(stereo_weights, t
         np.testing.assert_allclose(np.load(tmp_path / "exported" / name), np.load(tmp_path / "eager" / name),
                                    rtol=1e-5)
     onnx_time = os.path.getmtime(weights / "inference" / "depth.onnx")
+    # with a core left free by the network, frames come from the reader thread
+    monkeypatch.setattr(cpu_threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(cpu_threads, "num_threads", lambda: 1)
+    read_ahead = []
+    monkeypatch.setattr(demo, "prefetched", lambda items, real=demo.prefetched: read_ahead.append(1) or real(items))
     run_demo("--image_path", video, "--load_weights_folder", weights, "--exported", "--backend", "paddle",
              "--output_dir", tmp_path / "again")
     out = capsys.readouterr().out
-    assert "(paddle fp32 on cpu" in out and "frames/s)" in out
+    assert "(paddle fp32 on cpu (1 threads)" in out and "-> Done: 4 frames in" in out and "frames/s)" in out
+    assert read_ahead == [1]
+    np.testing.assert_allclose(np.load(tmp_path / "again" / "clip_000003_disp.npy"),
+                               np.load(tmp_path / "eager" / "clip_000003_disp.npy"), rtol=1e-5)
     assert os.path.getmtime(weights / "inference" / "depth.onnx") == onnx_time  # not exported again
 
 
