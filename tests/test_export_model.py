@@ -3,6 +3,7 @@
 eager one; bf16 runs; the files written, the backend choice and the errors."""
 import json
 import os
+import shutil
 
 import numpy as np
 import paddle
@@ -214,3 +215,17 @@ def test_export_errors_name_the_problem(weights, tmp_path, capsys):
     assert "weights file not found: {}".format(no_decoder / "depth.pdparams") in run_export(
         capsys, "--load_weights_folder", str(no_decoder))
     assert not os.path.exists(no_decoder / "inference")
+
+
+def test_export_if_stale_exports_once_and_again_after_new_weights(weights, tmp_path):
+    folder = tmp_path / "weights"
+    shutil.copytree(weights, folder)
+    prefix = export_model.export_if_stale(str(folder))
+    assert prefix == str(folder / "inference" / "depth")
+    assert {"depth.json", "depth.pdiparams", "depth.onnx", "depth.info.json"} == set(os.listdir(folder / "inference"))
+    stamp = os.path.getmtime(prefix + ".onnx")
+    assert export_model.export_if_stale(str(folder)) == prefix
+    assert os.path.getmtime(prefix + ".onnx") == stamp  # up to date: left alone
+    os.utime(folder / "depth.pdparams", (stamp + 10, stamp + 10))  # newer weights
+    export_model.export_if_stale(str(folder))
+    assert os.path.getmtime(prefix + ".onnx") > stamp
