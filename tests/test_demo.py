@@ -137,13 +137,18 @@ def test_metric_depth_refused_for_mono_weights_unless_forced(mono_weights, image
     assert sorted(os.listdir(out)) == ["a_depth.npy", "a_disp.jpeg"]
 
 
-def test_video_frames(stereo_weights, tmp_path):
+def write_video(path, frames):
+    """A 96x48 MJPG video of `frames` plain frames of growing brightness."""
     cv2 = pytest.importorskip("cv2")
-    video = str(tmp_path / "clip.avi")
-    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 48))
-    for i in range(3):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 48))
+    for i in range(frames):
         writer.write(np.full((48, 96, 3), 60 * i + 20, np.uint8))
     writer.release()
+    return str(path)
+
+
+def test_video_frames(stereo_weights, tmp_path):
+    video = write_video(tmp_path / "clip.avi", 3)
     run_demo("--image_path", video, "--load_weights_folder", stereo_weights)
     names = sorted(n for n in os.listdir(tmp_path) if n != "clip.avi")
     assert names == ["clip_{:06d}_disp.{}".format(i, e) for i in range(3) for e in ("jpeg", "npy")]
@@ -166,12 +171,7 @@ def test_exported_model_gives_the_eager_results(stereo_weights, images, tmp_path
 
 
 def test_video_streams_through_the_model_exported_on_first_use(stereo_weights, tmp_path, capsys, monkeypatch):
-    cv2 = pytest.importorskip("cv2")
-    video = str(tmp_path / "clip.avi")
-    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 48))
-    for i in range(4):
-        writer.write(np.full((48, 96, 3), 50 * i + 20, np.uint8))
-    writer.release()
+    video = write_video(tmp_path / "clip.avi", 4)
     weights = tmp_path / "weights"
     shutil.copytree(stereo_weights, weights)
     for out, model in {"eager": (), "exported": ("--exported",)}.items():
