@@ -9,7 +9,7 @@ Xeon with AVX-512: DEVELOPERS.md): OpenVINO and ONNX Runtime run PREFIX.onnx, Pa
 Inference (oneDNN) runs PREFIX.json and PREFIX.pdiparams. On a GPU, "auto" tries Paddle
 Inference, then ONNX Runtime's CUDA provider. A backend whose package is not installed, or
 whose file was not exported, is skipped. precision="bf16" (OpenVINO or Paddle Inference, on
-CPUs with bfloat16 instructions) computes in bfloat16: several times faster, disparities
+CPUs with bfloat16 instructions) computes in bfloat16: 2-3x faster here, disparities
 about 2e-4 off. `depth_net.info` holds what export_model.py recorded: height, width (the only
 input size the model takes), num_layers and use_stereo; `depth_net.backend` the backend used.
 """
