@@ -3,6 +3,7 @@
     python demo.py --image_path assets/test_image.jpg --model_name mono+stereo_640x192
     python demo.py --image_path FOLDER --ext png --load_weights_folder log/mdp/models/weights_19
     python demo.py --image_path drive.mp4 --exported log/mdp/models/weights_19/inference/depth
+    python demo.py --image_path drive.mp4 --load_weights_folder WEIGHTS --exported [--precision bf16]
 
 For each image NAME it writes NAME_disp.jpeg (the disparity at the image's size, colour-
 mapped with magma from its minimum to its 95th percentile) and NAME_disp.npy (the scaled
@@ -14,15 +15,24 @@ Outputs go beside the input unless --output_dir is given.
 
 --model_name takes one of the reference's released models: it is downloaded once into
 models/<name>, checked against its md5 sum and converted to Paddle weights there.
+
+--exported PREFIX runs a model written by export_model.py through inference.py (the fastest
+backend installed, or --backend); --exported without PREFIX exports the network of the
+weights folder into WEIGHTS/inference/depth on first use and runs that. When the network
+leaves cores free (a GPU, or OMP_NUM_THREADS below the cores), images and video frames are
+read and resized by a second thread while it runs; the frames/s are printed at the end.
 """
 import argparse
 import glob
 import hashlib
 import os
+import queue
+import threading
+import time
 import urllib.request
 import zipfile
 
-import cpu_threads  # noqa: F401  (before paddle: sets its CPU thread count)
+import cpu_threads  # before paddle: sets its CPU thread count
 
 import matplotlib.cm
 import matplotlib.colors
@@ -54,6 +64,7 @@ RELEASED_MODELS = {
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 # The depth range of weights that do not record theirs (the training's defaults).
 DEFAULT_DEPTH_RANGE = (0.1, 100)
+PREFETCH = 4  # images read and resized ahead of the network
 
 
 def md5sum(path):
@@ -154,15 +165,45 @@ def find_inputs(image_path, ext):
     return folder, iter([(stem, open_image(image_path))])
 
 
+def prefetched(items, depth=PREFETCH):
+    """The items of the iterator `items`, produced by a second thread up to `depth` ahead
+    (decoding and resizing release the GIL, so they overlap the network); its errors are
+    raised here."""
+    ready = queue.Queue(depth)
+    done = object()
+
+    def produce():
+        try:
+            for item in items:
+                ready.put((item, None))
+        except Exception as err:  # handed to the consumer
+            ready.put((done, err))
+        else:
+            ready.put((done, None))
+
+    threading.Thread(target=produce, daemon=True).start()
+    while True:
+        item, err = ready.get()
+        if err is not None:
+            raise err
+        if item is done:
+            return
+        yield item
+
+
 def load_model(args, device):
     """(callable float32 1 x 3 x H x W -> 1 x 1 x H x W disparity, info with height, width
     and use_stereo) from --exported, --load_weights_folder or --model_name."""
-    if args.exported:
-        from inference import predictor  # Paddle Inference is only loaded when asked for
-        net = predictor(args.exported, device)
-        print("-> Loaded the exported model", args.exported)
+    folder = None
+    if not args.exported:  # the weights, to run or to export
+        folder = args.load_weights_folder or fetch_released_model(args.model_name)
+    if args.exported is not None:
+        from export_model import export_if_stale
+        from inference import predictor  # the backends are only loaded when asked for
+        prefix = args.exported or export_if_stale(folder)
+        net = predictor(prefix, args.backend or "auto", device, args.precision or "fp32")
+        print("-> Loaded the exported model {} ({})".format(prefix, net))
         return net, net.info
-    folder = args.load_weights_folder or fetch_released_model(args.model_name)
     net, info = load_depth_net(folder)
     if info["use_stereo"] is None and args.model_name:
         info["use_stereo"] = "stereo" in args.model_name
@@ -208,15 +249,18 @@ def check_metric(args, info):
                      "a metric scale; add --force_metric_depth to write the depth anyway".format(why))
 
 
-def predict_image(predict, info, image):
-    """(scale-0 disparity at the network's size, disparity resized to the image's size)."""
-    width, height = image.size
+def network_input(image, info):
+    """The 1 x 3 x H x W float32 batch of `image` resized to the network's size."""
     resized = image.resize((info["width"], info["height"]), Image.LANCZOS)
-    batch = (np.asarray(resized, dtype=np.float32) / 255).transpose(2, 0, 1)[None]
-    disp = predict(batch)
+    return (np.asarray(resized, dtype=np.float32) / 255).transpose(2, 0, 1)[None]
+
+
+def at_image_size(disp, image):
+    """The 1 x 1 x h x w disparity resized (bilinear) to the image's H x W."""
+    width, height = image.size
     full = F.interpolate(paddle.to_tensor(disp), size=[height, width], mode="bilinear",
                          align_corners=False)
-    return disp, full.numpy()[0, 0]
+    return full.numpy()[0, 0]
 
 
 def run(args):
@@ -229,9 +273,15 @@ def run(args):
     scale = stereo_scale(info) if args.pred_metric_depth else None
     output_dir = args.output_dir or default_dir or "."
     os.makedirs(output_dir, exist_ok=True)
+    inputs = ((n, im, network_input(im, info)) for n, im in items)
+    # a reader thread beside a network using every core slows both (DEVELOPERS.md)
+    if device == "gpu" or cpu_threads.available_cores() > cpu_threads.num_threads():
+        inputs = prefetched(inputs)
     count, video = 0, None
-    for name, image in items:
-        disp, disp_full = predict_image(predict, info, image)
+    start = time.perf_counter()
+    for name, image, batch in inputs:
+        disp = predict(batch)
+        disp_full = at_image_size(disp, image)
         if args.depth_video:
             video = video or open_video_writer(args.depth_video, image.size)
             frame = np.concatenate([np.asarray(image), colorize(disp_full)], axis=1)
@@ -247,10 +297,14 @@ def run(args):
         Image.fromarray(colorize(disp_full)).save(jpeg)
         count += 1
         print("   {}: {} and {}".format(count, jpeg, npy))
+    seconds = time.perf_counter() - start
     if video is not None:
         video.release()
         print("-> Depth video (input | colour-mapped disparity): {}".format(args.depth_video))
-    print("-> Done: {} image{}".format(count, "" if count == 1 else "s"))
+    is_video = os.path.splitext(args.image_path)[1].lower() in VIDEO_EXTENSIONS
+    print("-> Done: {} {}{} in {:.1f} s ({:.2f} {}/s)".format(
+        count, "frame" if is_video else "image", "" if count == 1 else "s", seconds, count / seconds,
+        "frames" if is_video else "images"))
     return count
 
 
@@ -268,13 +322,18 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image_path", required=True, help="an image, a folder of images or a video")
-    model = parser.add_mutually_exclusive_group(required=True)
+    model = parser.add_mutually_exclusive_group()
     model.add_argument("--load_weights_folder", "--model_path", dest="load_weights_folder",
                        help="folder with encoder.pdparams and depth.pdparams")
     model.add_argument("--model_name", choices=list(RELEASED_MODELS),
                        help="a released model of the reference, fetched into models/<name>")
-    model.add_argument("--exported", help="prefix of a model written by export_model.py, run with "
-                       "Paddle Inference")
+    parser.add_argument("--exported", nargs="?", const="", metavar="PREFIX",
+                        help="run a model written by export_model.py through inference.py; without "
+                        "PREFIX, the weights' network exported into WEIGHTS/inference/depth on first use")
+    parser.add_argument("--backend", choices=["auto", "openvino", "onnxruntime", "paddle"],
+                        help="with --exported: the backend (default auto: the fastest installed)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"],
+                        help="with --exported: fp32 (default) or bf16 (CPUs with bfloat16 instructions)")
     parser.add_argument("--ext", default="jpg", help="extension of the images in a folder")
     parser.add_argument("--no_cuda", action="store_true", help="run on the CPU even if there is a GPU")
     parser.add_argument("--pred_metric_depth", action="store_true",
@@ -286,7 +345,16 @@ def parse_args(argv=None):
                         "disparity (frames of one size: a video or a sequence)")
     parser.add_argument("--min_depth", type=float, help="minimum depth (default: the weights' training value)")
     parser.add_argument("--max_depth", type=float, help="maximum depth (default: the weights' training value)")
-    return parser, parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    weights = args.load_weights_folder or args.model_name
+    if args.exported and weights:
+        parser.error("--exported PREFIX is a model of its own: drop --load_weights_folder/--model_name, "
+                     "or give --exported without a prefix to export theirs")
+    if not args.exported and not weights:
+        parser.error("give the model with --load_weights_folder, --model_name or --exported PREFIX")
+    if args.exported is None and (args.backend or args.precision):
+        parser.error("--backend and --precision choose how an exported model runs: add --exported")
+    return parser, args
 
 
 def main(argv=None):

@@ -1,17 +1,23 @@
-"""Export the depth network of a weights folder for Paddle Inference.
+"""Export the depth network of a weights folder for Paddle Inference and as ONNX.
 
     python export_model.py --load_weights_folder DIR [--output PREFIX] [--height H --width W]
+                           [--format paddle|onnx|all]
 
-writes PREFIX.json and PREFIX.pdiparams (the program and weights paddle.jit.save writes)
-and PREFIX.info.json (input size, encoder depth, whether the weights were trained with
-stereo, and the depth range, frames and dataset of training when the weights record
-them). The model maps a B x 3 x H x W batch of RGB images in [0, 1] to the B x 1 x H x W
-sigmoid disparity of scale 0. By default H x W is the size the encoder was trained at and
-PREFIX is DIR/inference/depth. inference.py runs it (demo.py --exported PREFIX).
+writes, for --format paddle, PREFIX.json and PREFIX.pdiparams (the program and weights
+paddle.jit.save writes); for onnx, PREFIX.onnx (that program converted by paddle2onnx, opset
+17, for OpenVINO and ONNX Runtime); for all (the default), both, and removes the files of a
+format not asked for left at PREFIX by an earlier export. Always PREFIX.info.json (input size,
+encoder depth, whether the weights were trained with stereo, and the depth range, frames
+and dataset of training when the weights record them). The model maps a B x 3 x H x W
+batch of RGB images in [0, 1] to the B x 1 x H x W sigmoid disparity of scale 0. By default
+H x W is the size the encoder was trained at and PREFIX is DIR/inference/depth. inference.py
+runs it (demo.py and evaluate_depth.py --exported PREFIX).
 """
 import argparse
 import json
 import os
+import tempfile
+import time
 
 import cpu_threads  # noqa: F401  (before paddle: sets its CPU thread count)
 
@@ -20,6 +26,11 @@ import paddle
 import network
 
 INFO_SUFFIX = ".info.json"
+ONNX_SUFFIX = ".onnx"
+FORMATS = {"paddle": ("paddle",), "onnx": ("onnx",), "all": ("paddle", "onnx")}
+FORMAT_SUFFIXES = {"paddle": (".json", ".pdiparams"), "onnx": (ONNX_SUFFIX,)}
+# paddle2onnx 2.1 converts this network at opsets 13 and 17; at 11 its constant folding fails
+ONNX_OPSET = 17
 # what the weights record that prediction needs, written to the info file when known
 RECORDED_INFO = ("min_depth", "max_depth", "frame_ids", "dataset")
 
@@ -48,19 +59,69 @@ def check_size(height, width):
             raise ValueError("{} {}: must be a positive multiple of 32".format(name, value))
 
 
-def export(folder, output, height=None, width=None):
-    """Export the network of the weights folder `folder` to the prefix `output`; returns
-    the info written beside it."""
+def progress(message):
+    print("-> " + message, flush=True)
+
+
+def to_onnx(program_prefix, output):
+    """Convert the Paddle program at `program_prefix` to the ONNX file `output`."""
+    import paddle2onnx  # only needed here
+
+    progress("converting to ONNX with paddle2onnx (opset {}, a few seconds)".format(ONNX_OPSET))
+    partial = output + ".part"
+    try:
+        paddle2onnx.export(program_prefix + ".json", program_prefix + ".pdiparams", partial,
+                           opset_version=ONNX_OPSET, auto_upgrade_opset=False)
+    except Exception as err:  # paddle2onnx raises anything, or logs and writes nothing
+        raise RuntimeError("paddle2onnx could not convert {}.json: {}".format(program_prefix, err)) from None
+    if not os.path.isfile(partial):
+        raise RuntimeError("paddle2onnx wrote no ONNX file for {}.json (see its messages above)".format(
+            program_prefix))
+    os.replace(partial, output)
+
+
+def export(folder, output, height=None, width=None, formats=FORMATS["all"]):
+    """Export the network of the weights folder `folder` to the prefix `output` in the
+    `formats` ("paddle", "onnx"); returns the info written beside it."""
     net, info = load_depth_net(folder)
     info["height"] = height or info["height"]
     info["width"] = width or info["width"]
     check_size(info["height"], info["width"])
     spec = [paddle.static.InputSpec([None, 3, info["height"], info["width"]], "float32", "images")]
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    paddle.jit.save(paddle.jit.to_static(net, input_spec=spec, full_graph=True), output)
+    for stale in (output + s for f in FORMAT_SUFFIXES if f not in formats for s in FORMAT_SUFFIXES[f]):
+        if os.path.isfile(stale):  # from an earlier export, maybe of another size
+            os.remove(stale)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(output))) as scratch:
+        program = output if "paddle" in formats else os.path.join(scratch, "depth")
+        progress("tracing the network into a static program (paddle.jit.save)")
+        start = time.time()
+        paddle.jit.save(paddle.jit.to_static(net, input_spec=spec, full_graph=True), program)
+        if "onnx" in formats:
+            to_onnx(program, output + ONNX_SUFFIX)
+        progress("exported in {:.1f} s".format(time.time() - start))
     with open(output + INFO_SUFFIX, "w") as f:
         json.dump(info, f, indent=2)
     return info
+
+
+def default_prefix(folder):
+    return os.path.join(folder, "inference", "depth")
+
+
+def export_if_stale(folder):
+    """The prefix of the model exported from the weights folder `folder` into
+    folder/inference/depth, exported in every format first when absent or older than the
+    weights (demo.py and evaluate_depth.py --exported without a path)."""
+    prefix = default_prefix(folder)
+    outputs = [prefix + s for f in FORMATS["all"] for s in FORMAT_SUFFIXES[f]] + [prefix + INFO_SUFFIX]
+    weights = [os.path.join(folder, name + ".pdparams") for name in ("encoder", "depth")]
+    if all(map(os.path.isfile, outputs + weights)) and (
+            min(map(os.path.getmtime, outputs)) >= max(map(os.path.getmtime, weights))):
+        return prefix
+    progress("exporting the network of {} to {}".format(folder, prefix))
+    export(folder, prefix)
+    return prefix
 
 
 def main(argv=None):
@@ -72,15 +133,18 @@ def main(argv=None):
                         "(default: LOAD_WEIGHTS_FOLDER/inference/depth)")
     parser.add_argument("--height", type=int, help="input height (default: the encoder's)")
     parser.add_argument("--width", type=int, help="input width (default: the encoder's)")
+    parser.add_argument("--format", choices=list(FORMATS), default="all",
+                        help="paddle: Paddle Inference files; onnx: an ONNX file (OpenVINO, ONNX "
+                        "Runtime); all: both")
     args = parser.parse_args(argv)
-    output = args.output or os.path.join(args.load_weights_folder, "inference", "depth")
+    output = args.output or default_prefix(args.load_weights_folder)
     paddle.set_device("cpu")
     try:
-        info = export(args.load_weights_folder, output, args.height, args.width)
-    except (OSError, ValueError) as err:
+        info = export(args.load_weights_folder, output, args.height, args.width, FORMATS[args.format])
+    except (OSError, ValueError, RuntimeError) as err:
         parser.exit(1, "error: {}\n".format(err))
     print("exported ResNet-{num_layers} depth network for {height}x{width} inputs to".format(**info),
-          output + ".*")
+          output + ".*", "({})".format(args.format))
 
 
 if __name__ == "__main__":

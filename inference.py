@@ -1,68 +1,89 @@
-"""Run a depth network exported by export_model.py with Paddle Inference.
+"""Run a depth network exported by export_model.py, with the fastest backend on the machine.
 
     from inference import predictor
-    depth_net = predictor("models/weights_19/inference/depth", "cpu")
+    depth_net = predictor("models/weights_19/inference/depth")  # backend="auto", precision="fp32"
     disp = depth_net(images)  # float32 B x 3 x H x W in [0, 1] -> B x 1 x H x W sigmoid disparity
 
-`depth_net.info` holds what export_model.py recorded: height, width (the only input
-size the model takes), num_layers and use_stereo.
+Backends, in the order "auto" tries them on the CPU (fastest first, as measured on a 2-core
+Xeon with AVX-512: DEVELOPERS.md): OpenVINO and ONNX Runtime run PREFIX.onnx, Paddle
+Inference (oneDNN) runs PREFIX.json and PREFIX.pdiparams. On a GPU, "auto" tries Paddle
+Inference, then ONNX Runtime's CUDA provider. A backend whose package is not installed, or
+whose file was not exported, is skipped. precision="bf16" (OpenVINO or Paddle Inference, on
+CPUs with bfloat16 instructions) computes in bfloat16: 2-3x faster here, disparities
+about 2e-4 off. `depth_net.info` holds what export_model.py recorded: height, width (the only
+input size the model takes), num_layers and use_stereo; `depth_net.backend` the backend used.
 """
+import importlib
 import json
 import os
 
 import numpy as np
-from paddle import inference
 
-from cpu_threads import num_threads
-from export_model import INFO_SUFFIX
+import cpu_threads
+from export_model import INFO_SUFFIX, ONNX_SUFFIX
 
-MODEL_SUFFIXES = (".json", ".pdmodel")  # PIR programs, and the older format
+PADDLE_SUFFIXES = (".json", ".pdmodel")  # PIR programs, and the older format
+CPU_ORDER = ("openvino", "onnxruntime", "paddle")
+GPU_ORDER = ("paddle", "onnxruntime")
+BACKENDS = CPU_ORDER
+PRECISIONS = ("fp32", "bf16")
 
 
-def exported_files(path):
-    """(program file, weights file, info file) of the exported model `path`, given as the
-    prefix export_model.py wrote or as one of its files."""
-    prefix = path
-    for suffix in MODEL_SUFFIXES + (".pdiparams", INFO_SUFFIX):
+class BackendUnavailable(ValueError):
+    """The backend asked for cannot run here (package, file, device or precision missing)."""
+
+
+def model_prefix(path):
+    """The prefix export_model.py wrote, from the prefix itself or one of its files."""
+    for suffix in PADDLE_SUFFIXES + (".pdiparams", ONNX_SUFFIX, INFO_SUFFIX):
         if path.endswith(suffix) and os.path.isfile(path):
-            prefix = path[:-len(suffix)]
-            break
-    programs = [prefix + s for s in MODEL_SUFFIXES if os.path.isfile(prefix + s)]
-    files = programs[:1] + [prefix + ".pdiparams", prefix + INFO_SUFFIX]
-    missing = [f for f in files[1:] if not os.path.isfile(f)]
-    if not programs or missing:
-        raise FileNotFoundError("no exported model at {}: {} missing (export one with "
-                                "python export_model.py --load_weights_folder DIR --output {})".format(
-                                    path, " and ".join(missing or [prefix + ".json"]), prefix))
-    return files
+            return path[:-len(suffix)]
+    return path
+
+
+def exported_formats(path):
+    """{"paddle": (program, weights), "onnx": file} for the formats exported at `path` (a
+    prefix or one of its files), and the info file; FileNotFoundError when there is none."""
+    prefix = model_prefix(path)
+    formats = {}
+    programs = [prefix + s for s in PADDLE_SUFFIXES if os.path.isfile(prefix + s)]
+    if programs and os.path.isfile(prefix + ".pdiparams"):
+        formats["paddle"] = (programs[0], prefix + ".pdiparams")
+    if os.path.isfile(prefix + ONNX_SUFFIX):
+        formats["onnx"] = prefix + ONNX_SUFFIX
+    info = prefix + INFO_SUFFIX
+    if not formats or not os.path.isfile(info):
+        missing = info if formats else "{0}.json and .pdiparams, or {0}.onnx,".format(prefix)
+        raise FileNotFoundError("no exported model at {}: {} missing (export one with python "
+                                "export_model.py --load_weights_folder DIR --output {})".format(
+                                    path, missing, prefix))
+    return formats, info
+
+
+def installed(backend):
+    """Whether the backend's Python package (named like it) can be imported."""
+    try:
+        importlib.import_module(backend)
+    except ImportError:
+        return False
+    return True
 
 
 class ExportedDepthNet:
-    """A Paddle Inference predictor of an exported depth network, called like the eager one."""
+    """An exported depth network called like the eager one; subclasses run one backend."""
 
-    def __init__(self, path, device="cpu", use_onednn=True, threads=None):
-        program, params, info_file = exported_files(path)
-        with open(info_file) as f:
-            self.info = json.load(f)
-        config = inference.Config(program, params)
-        config.disable_glog_info()
-        if device == "gpu":
-            config.enable_use_gpu(256, 0)
-        elif device == "cpu":
-            config.disable_gpu()
-            config.set_cpu_math_library_num_threads(threads or num_threads())
-            if use_onednn:
-                config.enable_mkldnn()
-            else:
-                config.disable_mkldnn()
-        else:
-            raise ValueError("device {!r}: choose 'cpu' or 'gpu'".format(device))
+    backend = None
+    file_format = None
+
+    def __init__(self, files, info, device, precision, threads):
+        self.info = info
+        self.device, self.precision = device, precision
+        self.threads = threads or cpu_threads.num_threads()
         # on the CPU a batch runs image by image: activations of one image stay in the caches
-        # (measured at 640x192 and 1024x320: 20-40% less time per image than batches of 16)
+        # (measured with Paddle Inference at 640x192 and 1024x320: 20-40% less time per image
+        # than batches of 16)
         self.images_per_run = 1 if device == "cpu" else None
-        self._predictor = inference.create_predictor(config)
-        self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
-        self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
+        self._load(files)
 
     def __call__(self, images):
         images = np.ascontiguousarray(images, dtype=np.float32)
@@ -73,6 +94,40 @@ class ExportedDepthNet:
         step = self.images_per_run or len(images)
         return np.concatenate([self._run(images[i:i + step]) for i in range(0, len(images), step)])
 
+    def __repr__(self):
+        return "{} {} on {} ({} threads)".format(self.backend, self.precision, self.device, self.threads)
+
+
+class PaddleDepthNet(ExportedDepthNet):
+    """Paddle Inference, with oneDNN on the CPU (bf16 through oneDNN's bfloat16 kernels)."""
+
+    backend, file_format = "paddle", "paddle"
+    use_onednn = True
+
+    def _load(self, files):
+        from paddle import inference
+        from paddle.base import core
+
+        config = inference.Config(*files)
+        config.disable_glog_info()
+        if self.device == "gpu":
+            config.enable_use_gpu(256, 0)
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(self.threads)
+            if self.use_onednn:
+                config.enable_mkldnn()
+                if self.precision == "bf16":
+                    if not core.supports_bfloat16_fast_performance():
+                        raise BackendUnavailable("--precision bf16: this CPU has no bfloat16 "
+                                                 "instructions (AVX-512 BF16) for Paddle Inference")
+                    config.enable_mkldnn_bfloat16()
+            else:
+                config.disable_mkldnn()
+        self._predictor = inference.create_predictor(config)
+        self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
+        self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
+
     def _run(self, images):
         self._input.reshape(list(images.shape))
         self._input.copy_from_cpu(images)
@@ -80,9 +135,118 @@ class ExportedDepthNet:
         return self._output.copy_to_cpu()
 
 
-def predictor(path, device="cpu", use_onednn=True, threads=None):
+class PlainCpuPaddleDepthNet(PaddleDepthNet):
+    """Paddle Inference without oneDNN (its plain CPU kernels): for comparisons."""
+
+    use_onednn = False
+
+
+class OnnxRuntimeDepthNet(ExportedDepthNet):
+    """ONNX Runtime on the PREFIX.onnx file (CUDA provider on a GPU)."""
+
+    backend, file_format = "onnxruntime", "onnx"
+
+    def _load(self, path):
+        import onnxruntime
+
+        if self.precision != "fp32":
+            raise BackendUnavailable("--precision {}: ONNX Runtime runs this model in fp32 only "
+                                     "(use --backend openvino or paddle)".format(self.precision))
+        provider = "CUDAExecutionProvider" if self.device == "gpu" else "CPUExecutionProvider"
+        if provider not in onnxruntime.get_available_providers():
+            raise BackendUnavailable("ONNX Runtime has no {} here (install onnxruntime-gpu for "
+                                     "GPUs)".format(provider))
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.log_severity_level = 3  # errors only
+        self._session = onnxruntime.InferenceSession(path, options, providers=[provider])
+        self._input = self._session.get_inputs()[0].name
+
+    def _run(self, images):
+        return self._session.run(None, {self._input: images})[0]
+
+
+class OpenVinoDepthNet(ExportedDepthNet):
+    """OpenVINO on the PREFIX.onnx file (it cannot read PIR programs), compiled for one image."""
+
+    backend, file_format = "openvino", "onnx"
+    # OpenVINO's own default on CPUs with AVX-512 BF16 is bf16: float32 has to be asked for
+    PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
+
+    def _load(self, path):
+        import openvino
+
+        if self.device != "cpu":
+            raise BackendUnavailable("OpenVINO runs on the CPU here (its GPU device is Intel "
+                                     "graphics, not CUDA)")
+        core = openvino.Core()
+        if self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            raise BackendUnavailable("--precision bf16: OpenVINO finds no bfloat16 support on this "
+                                     "CPU (its OPTIMIZATION_CAPABILITIES lack BF16)")
+        model = core.read_model(path)
+        model.reshape([1, 3, self.info["height"], self.info["width"]])  # static shapes run faster
+        self.images_per_run = 1
+        self._compiled = core.compile_model(model, "CPU", {
+            "INFERENCE_PRECISION_HINT": self.PRECISION_HINTS[self.precision],
+            "INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY"})
+        self._request = self._compiled.create_infer_request()
+
+    def _run(self, images):
+        return self._request.infer([images])[0].copy()
+
+
+CLASSES = {"paddle": PaddleDepthNet, "onnxruntime": OnnxRuntimeDepthNet, "openvino": OpenVinoDepthNet}
+
+
+def backend_order(device):
+    return GPU_ORDER if device == "gpu" else CPU_ORDER
+
+
+def available_backends(path, device="cpu"):
+    """The backends that could run the model at `path` on `device`, fastest first: package
+    installed and the file it reads exported."""
+    formats, _ = exported_formats(path)
+    return [b for b in backend_order(device) if CLASSES[b].file_format in formats and installed(b)]
+
+
+def predictor(path, backend="auto", device="cpu", precision="fp32", threads=None, use_onednn=True):
     """A callable mapping a float32 B x 3 x H x W batch in [0, 1] (NumPy) to its B x 1 x H x W
-    disparity, run by Paddle Inference on `device` ('cpu' or 'gpu') from the model that
-    export_model.py wrote at `path`. On the CPU, oneDNN is used unless `use_onednn` is False;
-    `threads` defaults to OMP_NUM_THREADS, which cpu_threads.py sets to the available cores."""
-    return ExportedDepthNet(path, device, use_onednn, threads)
+    disparity, from the model export_model.py wrote at `path`. backend: "auto" (the fastest
+    available that supports `precision`), "openvino", "onnxruntime" or "paddle"; device: "cpu"
+    or "gpu"; precision: "fp32" or "bf16"; threads defaults to OMP_NUM_THREADS (cpu_threads.py
+    sets it to the available cores); use_onednn=False runs Paddle Inference's plain kernels."""
+    if device not in ("cpu", "gpu"):
+        raise ValueError("device {!r}: choose 'cpu' or 'gpu'".format(device))
+    if precision not in PRECISIONS:
+        raise ValueError("--precision {}: choose from {}".format(precision, ", ".join(PRECISIONS)))
+    formats, info_file = exported_formats(path)
+    with open(info_file) as f:
+        info = json.load(f)
+    classes = dict(CLASSES, paddle=PaddleDepthNet if use_onednn else PlainCpuPaddleDepthNet)
+    if backend != "auto":
+        if backend not in CLASSES:
+            raise ValueError("--backend {}: choose from auto, {}".format(backend, ", ".join(BACKENDS)))
+        if not installed(backend):
+            raise BackendUnavailable("--backend {}: the {} package is not installed (pip install -r "
+                                     "requirements.txt)".format(backend, backend))
+        cls = classes[backend]
+        if cls.file_format not in formats:
+            raise BackendUnavailable("--backend {} reads the {} export, which {} lacks (python "
+                                     "export_model.py --format {})".format(
+                                         backend, cls.file_format, model_prefix(path), cls.file_format))
+        return cls(formats[cls.file_format], info, device, precision, threads)
+    reasons = []
+    for name in backend_order(device):
+        cls = classes[name]
+        if not installed(name):
+            reasons.append("{}: not installed".format(name))
+            continue
+        if cls.file_format not in formats:
+            reasons.append("{}: no {} export".format(name, cls.file_format))
+            continue
+        try:
+            return cls(formats[cls.file_format], info, device, precision, threads)
+        except BackendUnavailable as err:
+            reasons.append("{}: {}".format(name, err))
+    raise BackendUnavailable("no backend can run {} on the {} in {} ({})".format(
+        model_prefix(path), device, precision, "; ".join(reasons)))

@@ -107,6 +107,14 @@ class MonodepthOptions:
         add("--eval_out_dir", type=str, help="if set will output the disparities to this folder")
         add("--post_process", action="store_true",
             help="if set will perform the flipping post processing from the original monodepth paper")
+        add("--exported", nargs="?", const="",
+            help="predict with a model written by export_model.py (prefix PATH; without PATH: "
+                 "LOAD_WEIGHTS_FOLDER/inference/depth, exported there when absent or older than the "
+                 "weights), run by inference.py: the fastest choice on a CPU")
+        add("--backend", choices=["auto", "openvino", "onnxruntime", "paddle"],
+            help="with --exported: the backend that runs it (default auto: the fastest installed)")
+        add("--precision", choices=["fp32", "bf16"],
+            help="with --exported: fp32 (default) or bf16 (CPUs with bfloat16 instructions)")
 
     def parse(self, args=None):
         """Parse and check the options; inconsistent ones stop here with a usage error."""

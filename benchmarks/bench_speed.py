@@ -1,6 +1,6 @@
 """Training, inference and evaluation speed on this machine, ours vs the PyTorch reference.
 
-    python3 benchmarks/bench_speed.py [--only train inference eval] [--quick] [--threads N]
+    python3 benchmarks/bench_speed.py [--only train inference eval video] [--quick] [--threads N]
                                       [--json benchmarks/bench_speed.json] [--no_ref]
 
 - train: seconds per step (forward, backward, Adam) at 640x192, frames 0 -1 1 and stereo,
@@ -8,11 +8,16 @@
   fetching its batch from the loader (KITTIRAWDataset over the drive, --num_workers).
 - inference: latency per image of the depth network (ResNet-18 encoder and decoder) at
   640x192 and 1024x320, batch 1 and 16: eager, and exported by export_model.export() and
-  run by inference.predictor() (Paddle Inference, oneDNN), whose creation time is reported.
-  The reference's decoder outputs all four scales, as its test_simple.py and
-  evaluate_depth.py build it; ours outputs scale 0, as ours do.
+  run by inference.predictor() with every installed backend (OpenVINO, ONNX Runtime, Paddle
+  Inference with oneDNN) in fp32, and in bf16 where the backend and the CPU have it; the
+  predictors' creation times are reported. The reference's decoder outputs all four scales,
+  as its test_simple.py and evaluate_depth.py build it; ours outputs scale 0, as ours do.
 - eval: images/s of evaluate_depth.evaluate() end to end (weights loading, images,
-  network, metrics) on the test split of the drive, --eval_mono.
+  network, metrics) on the test split of the drive, --eval_mono: eager, and through the
+  exported model (--exported, the fastest backend) in fp32 and bf16; each row keeps its
+  seven metrics.
+- video: frames/s of demo.py on a video of the drive's test frames (MJPG), through the
+  exported model (fastest backend, fp32), outputs written. The reference has no video demo.
 
 The data is a synthetic drive rendered into a temporary folder by
 tools/make_synthetic_kitti.py (or --data_path: a drive it wrote, with its splits/). The
@@ -35,7 +40,7 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECTIONS = ("train", "inference", "eval")
+SECTIONS = ("train", "inference", "eval", "video")
 
 
 def int_at_least(low):
@@ -107,11 +112,12 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
+import demo  # noqa: E402
 import evaluate_depth  # noqa: E402
+import inference  # noqa: E402
 from datasets import KITTIRAWDataset, SeededBatchSampler  # noqa: E402
 from export_gt_depth import GroundTruth, export_gt_depths  # noqa: E402
 from export_model import export, load_depth_net  # noqa: E402
-from inference import predictor  # noqa: E402
 from model import MonodepthModel, frame_ids_of  # noqa: E402
 from network import DepthNet  # noqa: E402
 from options import MonodepthOptions  # noqa: E402
@@ -383,24 +389,47 @@ def train_section(args, preset, data, ref, workdir):
     return measures
 
 
+def exported_predictors(prefix):
+    """{"backend-precision": predictor} for every installed backend in every precision it runs
+    here (said why when not), and the seconds each took to create."""
+    nets, creation = {}, {}
+    for backend in inference.available_backends(prefix):
+        for precision in inference.PRECISIONS:
+            start = time.perf_counter()
+            try:
+                net = inference.predictor(prefix, backend, precision=precision, threads=threads())
+            except inference.BackendUnavailable as err:
+                print("   skipped {} {}: {}".format(backend, precision, err))
+                continue
+            creation[backend + "-" + precision] = time.perf_counter() - start
+            nets[backend + "-" + precision] = net
+    return nets, creation
+
+
+DEPLOY_GOALS = {"fp32": 0.8, "bf16": 0.35}  # ratios to the reference's eager network (issue 14)
+
+
 def inference_section(args, preset, weights, ref, workdir):
-    """Latency per image of the eager network and of the exported one, per size and batch."""
+    """Latency per image of the eager network and of the exported one with every backend and
+    precision, per size and batch."""
     net, _ = load_depth_net(weights)
     rng = np.random.default_rng(SEED)
-    ours, creation = {}, {}
+    ours, creation, goals = {}, {}, {"eager": 1.0}
     for height, width in preset["infer_sizes"]:
         prefix = os.path.join(workdir, "exported", "depth_{}x{}".format(width, height))
-        export(weights, prefix, height, width)
-        start = time.perf_counter()
-        exported = predictor(prefix, "cpu", threads=threads())
-        creation["{}x{}".format(width, height)] = time.perf_counter() - start
+        with contextlib.redirect_stdout(io.StringIO()):
+            export(weights, prefix, height, width)
+        exported, created = exported_predictors(prefix)
+        creation.update({"{}/{}x{}".format(mode, width, height): t for mode, t in created.items()})
         for batch in preset["infer_batches"]:
             images = rng.random((batch, 3, height, width), dtype=np.float32)
             tensor = paddle.to_tensor(images)
             key = "{}x{}/{}".format(width, height, batch)
             with paddle.no_grad():
                 ours[key, "eager"] = timed(lambda: net(tensor).numpy(), args.warmup, args.repeats)
-            ours[key, "exported"] = timed(lambda: exported(images), args.warmup, args.repeats)
+            for mode, predict in exported.items():
+                ours[key, mode] = timed(lambda: predict(images), args.warmup, args.repeats)
+                goals[mode] = DEPLOY_GOALS[predict.precision]
     reference = {}
     if ref:
         reference = ref.run("inference", sizes=preset["infer_sizes"], batches=preset["infer_batches"],
@@ -412,10 +441,11 @@ def inference_section(args, preset, weights, ref, workdir):
         ref_times = reference.get(key)
         measures["inference/{}/{}".format(mode, key)] = measure(
             "inference", "depth net {}, {}, batch {}".format(mode, size, batch), "s/image", per_image,
-            [t / int(batch) for t in ref_times] if ref_times else None, goal={"eager": 1.0, "exported": 0.7}[mode])
-    for size, seconds in creation.items():
-        measures["inference/predictor_creation/" + size] = measure(
-            "inference", "predictor creation, {}".format(size), "s", [seconds], None, samples=None)
+            [t / int(batch) for t in ref_times] if ref_times else None, goal=goals[mode])
+    for key, seconds in creation.items():
+        measures["inference/predictor_creation/" + key] = measure(
+            "inference", "predictor creation, {}".format(key.replace("/", ", ")), "s", [seconds], None,
+            samples=None)
     return measures
 
 
@@ -435,14 +465,28 @@ def eval_section(args, preset, data, weights, ref, workdir):
     np.savez(os.path.join(ref_dir, "gt_depths.npz"), data=np.stack([gt[i] for i in range(num_images)]))
 
     evaluate_depth.SPLITS_DIR = splits  # the drive's test split and ground truth, not the project's splits/
-    opt = MonodepthOptions().parse(["--eval_split", "synthetic", "--eval_mono", "--data_path", data,
-                                    "--load_weights_folder", weights, "--num_workers", "0", "--device", "cpu"])
+    argv = ["--eval_split", "synthetic", "--eval_mono", "--data_path", data, "--load_weights_folder", weights,
+            "--num_workers", "0", "--device", "cpu"]
+    prefix = os.path.join(workdir, "eval_exported", "depth")
+    with contextlib.redirect_stdout(io.StringIO()):
+        export(weights, prefix)
+    runs = {"end_to_end": ("eager", [])}
+    for precision in inference.PRECISIONS:
+        try:
+            backend = inference.predictor(prefix, precision=precision).backend
+        except inference.BackendUnavailable as err:
+            print("   skipped the evaluation in {}: {}".format(precision, err))
+            continue
+        runs["exported_{}_end_to_end".format(precision)] = (
+            "exported ({} {})".format(backend, precision), ["--exported", prefix, "--precision", precision])
+    ours, results = {}, {}
+    for key, (_, extra) in runs.items():
+        opt = MonodepthOptions().parse(argv + extra)
 
-    def run():
-        with contextlib.redirect_stdout(io.StringIO()):
-            evaluate_depth.evaluate(opt)
-
-    ours = timed(run, args.warmup, args.repeats)
+        def run():
+            with contextlib.redirect_stdout(io.StringIO()):
+                results[key] = evaluate_depth.evaluate(opt)
+        ours[key] = timed(run, args.warmup, args.repeats)
     reference = {}
     if ref:
         ref_weights = os.path.join(workdir, "ref_weights")  # the runner writes them
@@ -450,9 +494,42 @@ def eval_section(args, preset, data, weights, ref, workdir):
                      "--load_weights_folder", ref_weights]
         reference = ref.run("eval", eval_args=eval_args, splits_dir=splits, weights=ref_weights,
                             height=height, width=width, warmup=args.warmup, repeats=args.repeats)
-    name = "evaluation end to end, {} images at {}x{}".format(num_images, width, height)
-    return {"eval/end_to_end": measure("eval", name, "s/image", [t / num_images for t in ours],
-                                       [t / num_images for t in reference["end_to_end"]] if reference else None)}
+    ref_times = [t / num_images for t in reference["end_to_end"]] if reference else None
+    measures = {}
+    for key, (label, _) in runs.items():
+        name = "evaluation end to end, {}, {} images at {}x{}".format(label, num_images, width, height)
+        row = measure("eval", name, "s/image", [t / num_images for t in ours[key]], ref_times,
+                      goal=None if key == "end_to_end" else 0.7)
+        row["metrics"] = results[key]["metrics"]  # bf16's effect on them, next to its speed
+        measures["eval/" + key] = row
+    return measures
+
+
+def video_section(args, preset, data, weights, workdir):
+    """Frames/s of demo.py on a video of the drive's test frames through the exported model."""
+    import cv2
+
+    lines = readlines(os.path.join(data, "splits", "test_files.txt"))
+    frames = [os.path.join(data, folder, "image_02", "data", "{:010d}.jpg".format(int(index)))
+              for folder, index, _ in (line.split() for line in lines)]
+    height, width = cv2.imread(frames[0]).shape[:2]
+    video = os.path.join(workdir, "drive.avi")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (width, height))
+    for frame in frames:
+        writer.write(cv2.imread(frame))
+    writer.release()
+    prefix = os.path.join(workdir, "video_exported", "depth")
+    with contextlib.redirect_stdout(io.StringIO()):
+        export(weights, prefix)
+    backend = inference.predictor(prefix).backend
+    out = os.path.join(workdir, "video_out")
+
+    def run():
+        with contextlib.redirect_stdout(io.StringIO()):
+            demo.main(["--image_path", video, "--exported", prefix, "--output_dir", out])
+    times = timed(run, args.warmup, args.repeats)
+    name = "demo on a video, exported ({} fp32), {} frames {}x{}".format(backend, len(frames), width, height)
+    return {"video/demo": measure("video", name, "s/frame", [t / len(frames) for t in times], None)}
 
 
 def measure(section, name, unit, ours, reference, goal=None, samples=1):
@@ -486,7 +563,7 @@ def machine_info():
 def print_table(result):
     print("\nmedians on {} ({} threads); ratio = our time / reference time (< 1: ours faster), "
           "per-second rates are the inverse".format(result["machine"]["cpu"], result["machine"]["threads"]))
-    header = "{:<58} {:>8} {:>10} {:>10} {:>7} {:>7} {:>4} {:>9} {:>9}"
+    header = "{:<72} {:>8} {:>10} {:>10} {:>7} {:>7} {:>4} {:>9} {:>9}"
     print(header.format("measure", "unit", "ours", "reference", "ratio", "goal", "met", "ours/s", "ref/s"))
 
     def cell(value, spec):
@@ -517,7 +594,8 @@ def main(args):
         weights = save_untrained_depth_net(os.path.join(workdir, "weights"), *preset["train_size"])
         sections = {"train": lambda: train_section(args, preset, data, ref, workdir),
                     "inference": lambda: inference_section(args, preset, weights, ref, workdir),
-                    "eval": lambda: eval_section(args, preset, data, weights, ref, workdir)}
+                    "eval": lambda: eval_section(args, preset, data, weights, ref, workdir),
+                    "video": lambda: video_section(args, preset, data, weights, workdir)}
         for name in SECTIONS:
             if name in args.only:
                 print("timing {}{}".format(name, " (ours, then the reference)" if ref else ""), flush=True)

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+import inference
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "bench_speed.py")
 
@@ -22,11 +24,19 @@ def test_quick_run_times_every_measure(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     measures = result["measures"]
+    # every installed backend in fp32 (Paddle Inference always), and bf16 where it runs
+    modes = {k.split("/")[2] for k in measures if k.startswith("inference/predictor_creation/")}
+    assert {b + "-fp32" for b in ("openvino", "onnxruntime", "paddle") if inference.installed(b)} <= modes
+    assert modes <= {"openvino-fp32", "openvino-bf16", "onnxruntime-fp32", "paddle-fp32", "paddle-bf16"}
+    precisions = {m.split("-")[1] for m in modes}
     assert set(measures) == {
-        "train/in_memory", "train/with_loading",
-        "inference/eager/192x64/1", "inference/eager/192x64/2",
-        "inference/exported/192x64/1", "inference/exported/192x64/2",
-        "inference/predictor_creation/192x64", "eval/end_to_end"}
+        "train/in_memory", "train/with_loading", "eval/end_to_end", "video/demo"} | {
+        "inference/{}/192x64/{}".format(mode, batch) for mode in ["eager"] + sorted(modes) for batch in (1, 2)} | {
+        "inference/predictor_creation/{}/192x64".format(mode) for mode in modes} | {
+        "eval/exported_{}_end_to_end".format(p) for p in precisions}
+    for key in ("eval/end_to_end", "eval/exported_fp32_end_to_end"):  # the metrics agree
+        for name, value in measures[key]["metrics"].items():
+            assert value == pytest.approx(measures["eval/end_to_end"]["metrics"][name], abs=1e-6), (key, name)
     for name, row in measures.items():
         repeats = row["ours"]["repeats"]
         assert len(repeats) == (1 if "creation" in name else 2), name
@@ -37,7 +47,8 @@ def test_quick_run_times_every_measure(tmp_path):
         1 / measures["train/in_memory"]["ours"]["median"])
     assert result["machine"]["threads"] == 1
     assert result["reference"] is None
-    assert "evaluation end to end, 4 images at 192x64" in proc.stdout
+    assert "evaluation end to end, eager, 4 images at 192x64" in proc.stdout
+    assert "demo on a video, exported (" in proc.stdout
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -13,6 +13,7 @@ import paddle
 import pytest
 from PIL import Image
 
+import cpu_threads
 import demo
 import export_model
 from export_model import load_depth_net
@@ -105,8 +106,8 @@ def test_colour_map_spans_minimum_to_95th_percentile():
 def test_written_jpeg_is_the_colour_mapped_resized_disparity(stereo_weights, images):
     run_demo("--image_path", images / "b.png", "--load_weights_folder", stereo_weights)
     net, info = load_depth_net(stereo_weights)
-    _, full = demo.predict_image(lambda x: net(paddle.to_tensor(x)).numpy(), info,
-                                 Image.open(images / "b.png").convert("RGB"))
+    image = Image.open(images / "b.png").convert("RGB")
+    full = demo.at_image_size(net(paddle.to_tensor(demo.network_input(image, info))).numpy(), image)
     assert full.shape == (70, 150)
     expected = io.BytesIO()
     Image.fromarray(demo.colorize(full)).save(expected, "JPEG")
@@ -136,19 +137,18 @@ def test_metric_depth_refused_for_mono_weights_unless_forced(mono_weights, image
     assert sorted(os.listdir(out)) == ["a_depth.npy", "a_disp.jpeg"]
 
 
-def make_clip(cv2, folder):
-    """clip.avi: three 96x48 frames of grey 20, 80 and 140."""
-    video = str(folder / "clip.avi")
-    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 48))
-    for i in range(3):
+def write_video(path, frames):
+    """A 96x48 MJPG video of `frames` plain frames of growing brightness."""
+    cv2 = pytest.importorskip("cv2")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 48))
+    for i in range(frames):
         writer.write(np.full((48, 96, 3), 60 * i + 20, np.uint8))
     writer.release()
-    return video
+    return str(path)
 
 
 def test_video_frames(stereo_weights, tmp_path):
-    cv2 = pytest.importorskip("cv2")
-    video = make_clip(cv2, tmp_path)
+    video = write_video(tmp_path / "clip.avi", 3)
     run_demo("--image_path", video, "--load_weights_folder", stereo_weights)
     names = sorted(n for n in os.listdir(tmp_path) if n != "clip.avi")
     assert names == ["clip_{:06d}_disp.{}".format(i, e) for i in range(3) for e in ("jpeg", "npy")]
@@ -168,6 +168,58 @@ def test_exported_model_gives_the_eager_results(stereo_weights, images, tmp_path
     for name in SIZES:
         np.testing.assert_allclose(np.load(tmp_path / "exported" / (name + "_depth.npy")),
                                    np.load(tmp_path / "eager" / (name + "_depth.npy")), rtol=1e-5)
+
+
+def test_video_streams_through_the_model_exported_on_first_use(stereo_weights, tmp_path, capsys, monkeypatch):
+    video = write_video(tmp_path / "clip.avi", 4)
+    weights = tmp_path / "weights"
+    shutil.copytree(stereo_weights, weights)
+    for out, model in {"eager": (), "exported": ("--exported",)}.items():
+        run_demo("--image_path", video, "--load_weights_folder", weights, *model, "--output_dir", tmp_path / out)
+        assert "-> Done: 4 frames in " in capsys.readouterr().out
+    assert os.path.isfile(weights / "inference" / "depth.onnx")
+    for i in range(4):
+        name = "clip_{:06d}_disp.npy".format(i)
+        np.testing.assert_allclose(np.load(tmp_path / "exported" / name), np.load(tmp_path / "eager" / name),
+                                   rtol=1e-5)
+    onnx_time = os.path.getmtime(weights / "inference" / "depth.onnx")
+    # with a core left free by the network, frames come from the reader thread
+    monkeypatch.setattr(cpu_threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(cpu_threads, "num_threads", lambda: 1)
+    read_ahead = []
+    monkeypatch.setattr(demo, "prefetched", lambda items, real=demo.prefetched: read_ahead.append(1) or real(items))
+    run_demo("--image_path", video, "--load_weights_folder", weights, "--exported", "--backend", "paddle",
+             "--output_dir", tmp_path / "again")
+    out = capsys.readouterr().out
+    assert "(paddle fp32 on cpu (1 threads)" in out and "-> Done: 4 frames in" in out and "frames/s)" in out
+    assert read_ahead == [1]
+    np.testing.assert_allclose(np.load(tmp_path / "again" / "clip_000003_disp.npy"),
+                               np.load(tmp_path / "eager" / "clip_000003_disp.npy"), rtol=1e-5)
+    assert os.path.getmtime(weights / "inference" / "depth.onnx") == onnx_time  # not exported again
+
+
+def test_prefetched_yields_in_order_and_raises_the_readers_error():
+    def items():
+        yield from range(10)
+        raise ValueError("cannot read frame 10")
+    seen = []
+    with pytest.raises(ValueError, match="cannot read frame 10"):
+        for item in demo.prefetched(items(), depth=2):
+            seen.append(item)
+    assert seen == list(range(10))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--exported", "x", "--load_weights_folder", "w"], "--exported PREFIX is a model of its own"),
+    ([], "give the model with --load_weights_folder, --model_name or --exported PREFIX"),
+    (["--exported"], "give the model with"),
+    (["--load_weights_folder", "w", "--backend", "paddle"], "add --exported"),
+])
+def test_model_flag_errors(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(["--image_path", "x.png"] + args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_errors_name_the_problem(stereo_weights, images, tmp_path, capsys):
@@ -257,7 +309,7 @@ def test_depth_range_comes_from_the_weights_unless_given(images, tmp_path):
 
 def test_depth_video_puts_each_frame_beside_its_disparity(stereo_weights, tmp_path):
     cv2 = pytest.importorskip("cv2")
-    video = make_clip(cv2, tmp_path)
+    video = write_video(tmp_path / "clip.avi", 3)
     out = str(tmp_path / "out" / "depth.mp4")
     run_demo("--image_path", video, "--load_weights_folder", stereo_weights, "--output_dir", tmp_path / "out",
              "--depth_video", out)
