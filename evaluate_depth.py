@@ -224,7 +224,7 @@ def load_disparities(opt):
         if not os.path.isfile(ids_path):
             raise FileNotFoundError("--eval_eigen_to_benchmark needs {} (fetch the splits with "
                                     "tools/get_splits.py)".format(ids_path))
-        ids = np.load(ids_path)
+        ids = np.load(ids_path, allow_pickle=False)
         if ids.max() >= len(disps):
             raise ValueError("--eval_eigen_to_benchmark: {} holds {} disparities but {} picks image {}: "
                              "give the disparities of the whole eigen split".format(

@@ -1,7 +1,6 @@
 """The Monodepth2 training step (networks, warping, losses) and the training loop around it."""
 import json
 import os
-import pickle
 import random
 import time
 
@@ -14,7 +13,8 @@ import network
 from datasets import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset, SeededBatchSampler
 from layers import (SSIM, BackprojectDepth, Project3D, compute_depth_errors, disp_to_depth, get_smooth_loss,
                     transformation_from_parameters, warp)
-from utils import load_weights, normalize_image, readlines, save_folder_atomic, sec_to_hm_str
+from utils import (load_weights, normalize_image, read_rng_state, read_weights, readlines, rng_state_json,
+                   save_folder_atomic, sec_to_hm_str)
 
 file_dir = os.path.dirname(os.path.abspath(__file__))
 
@@ -321,8 +321,10 @@ class Trainer:
             self.load_model(os.path.join(self.models_dir, "last"), list(self.models.keys()))
             self.epoch, self.step, self.start_batch = state["epoch"], state["step"], state["batch"]
             self.best_val_loss = state["best_val_loss"]
-            with open(os.path.join(self.models_dir, "last", "rng_state.pkl"), "rb") as f:
-                paddle.set_rng_state(pickle.load(f))
+            try:
+                paddle.set_rng_state(read_rng_state(os.path.join(self.models_dir, "last")))
+            except ValueError as e:
+                raise SystemExit("--resume: {}".format(e))
         elif opt.load_weights_folder is not None:
             self.load_model(os.path.expanduser(opt.load_weights_folder), opt.models_to_load)
         self.step_model = paddle.DataParallel(self.model) if self.world_size > 1 else self.model
@@ -567,7 +569,7 @@ class Trainer:
             files["trainer.json"] = dict(epoch=epoch, batch=batch, step=self.step, seed=self.opt.seed,
                                          batch_size=self.opt.batch_size, best_val_loss=self.best_val_loss)
             # the tie-breaking noise continues as it would have
-            files["rng_state.pkl"] = pickle.dumps(paddle.get_rng_state())
+            files["rng_state.json"] = rng_state_json()
             save_folder_atomic(files, os.path.join(self.models_dir, "last"))
         self.last_save = time.time()
 
@@ -603,7 +605,11 @@ class Trainer:
         adam_path = os.path.join(folder, "adam.pdparams")
         if os.path.isfile(adam_path):
             try:
-                self.load_optimizer_state(paddle.load(adam_path))
+                state = read_weights(adam_path)
+            except ValueError as e:  # damaged or crafted: not a file to train on
+                raise SystemExit(str(e))
+            try:
+                self.load_optimizer_state(state)
             except ValueError as e:
                 print("Adam state in {} does not fit these networks ({}); Adam starts afresh".format(adam_path, e))
         elif self.is_main:

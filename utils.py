@@ -7,6 +7,8 @@ import tempfile
 import numpy as np
 import paddle
 
+from safe_pickle import load_paddle_pickle
+
 
 def readlines(filename):
     """The lines of a text file, without line endings."""
@@ -70,13 +72,14 @@ def save_folder_atomic(files, folder):
 
 
 def read_weights(path):
-    """{name: array or value} of a .pdparams file, with errors that name the file."""
+    """{name: array or value} of a .pdparams file, read without running code from it;
+    errors name the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError("weights file not found: {}".format(path))
-    try:
-        return paddle.load(path, return_numpy=True)
-    except Exception as e:  # paddle raises assorted types for corrupt files
-        raise ValueError("cannot read weights file {}: {}".format(path, e)) from None
+    saved = load_paddle_pickle(path)
+    if not isinstance(saved, dict):
+        raise ValueError("{} holds a {}, not a dict of weights".format(path, type(saved).__name__))
+    return saved
 
 
 def load_weights(layer, path):
@@ -94,3 +97,32 @@ def load_weights(layer, path):
                              "or --num_layers?".format(path, name, list(np.shape(saved[name])), value.shape))
     layer.set_state_dict({k: saved[k] for k in own})
     return saved
+
+
+def rng_state_json():
+    """Paddle's random-generator state as JSON-able lists (JSON cannot carry code, a pickle can)."""
+    return [list(state.__getstate__()) for state in paddle.get_rng_state()]
+
+
+def read_rng_state(folder):
+    """The generator state saved in `folder`: rng_state.json, or the rng_state.pkl of older
+    checkpoints read by the restricted unpickler. ValueError naming the file otherwise."""
+    path = os.path.join(folder, "rng_state.json")
+    if os.path.isfile(path):
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ValueError("cannot read {}: {}".format(path, e)) from None
+    else:
+        path = os.path.join(folder, "rng_state.pkl")
+        saved = load_paddle_pickle(path)
+    states = []
+    try:
+        for device, seed, offset, engine in saved:
+            state = paddle.base.libpaddle.GeneratorState.__new__(paddle.base.libpaddle.GeneratorState)
+            state.__setstate__((int(device), int(seed), int(offset), [int(c) for c in engine]))
+            states.append(state)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError("{} is not a random-generator state: {}".format(path, e)) from None
+    return states
