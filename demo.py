@@ -33,6 +33,7 @@ from evaluate_depth import STEREO_SCALE_FACTOR
 from export_model import load_depth_net
 from layers import disp_to_depth
 from trainer import pick_device
+from utils import to_rgb
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MODELS_DIR = os.path.join(ROOT, "models")
@@ -127,7 +128,7 @@ def read_video(path):
 def open_image(path):
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return to_rgb(image, path)
     except (UnidentifiedImageError, OSError):
         raise ValueError("cannot read {}: not an image Pillow can open, nor a video ({})".format(
             path, " ".join(VIDEO_EXTENSIONS))) from None

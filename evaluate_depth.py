@@ -21,7 +21,7 @@ import paddle
 from PIL import Image
 
 import network
-from datasets import KITTIRAWDataset
+from datasets import KITTIRAWDataset, Loader
 from export_gt_depth import GroundTruth
 from layers import compute_depth_errors, disp_to_depth
 from options import MonodepthOptions
@@ -185,7 +185,7 @@ def predict_disparities(opt, folder, split_lines):
     height, width = input_size(opt, folder)
     dataset = split_dataset(opt, split_lines, height, width)  # checks every image exists
     encoder, decoder = load_depth_network(opt, folder)
-    loader = paddle.io.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=False, drop_last=False,
+    loader = Loader(dataset, batch_size=BATCH_SIZE, shuffle=False, drop_last=False,
                                   num_workers=opt.num_workers)
     print("-> Computing predictions with size {}x{}".format(width, height))
     disps = []

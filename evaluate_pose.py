@@ -17,7 +17,7 @@ import numpy as np
 import paddle
 
 import network
-from datasets import KITTIOdomDataset
+from datasets import KITTIOdomDataset, Loader
 from evaluate_depth import read_encoder_file
 from layers import transformation_from_parameters
 from options import MonodepthOptions
@@ -87,7 +87,7 @@ def predict_motions(opt, folder, lines):
     encoder, decoder = load_pose_network(opt, folder)
     dataset = KITTIOdomDataset(opt.data_path, lines, opt.height, opt.width, [0, 1], 1,
                                img_ext=".png" if opt.png else ".jpg")
-    loader = paddle.io.DataLoader(dataset, batch_size=opt.batch_size, shuffle=False, drop_last=False,
+    loader = Loader(dataset, batch_size=opt.batch_size, shuffle=False, drop_last=False,
                                   num_workers=opt.num_workers)
     print("-> Computing pose predictions")
     motions = []

@@ -10,7 +10,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 import network
-from datasets import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset, SeededBatchSampler
+from datasets import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset, Loader, SeededBatchSampler
 from layers import (SSIM, BackprojectDepth, Project3D, compute_depth_errors, disp_to_depth, get_smooth_loss,
                     transformation_from_parameters, warp)
 from utils import (load_weights, normalize_image, read_rng_state, read_weights, readlines, rng_state_json,
@@ -356,10 +356,9 @@ class Trainer:
         if len(self.train_sampler) == 0:
             raise SystemExit("--batch_size {} is larger than the {} training samples".format(
                 opt.batch_size, len(self.train_dataset)))
-        self.train_loader = paddle.io.DataLoader(self.train_dataset, batch_sampler=self.train_sampler,
-                                                 num_workers=opt.num_workers)
-        self.val_loader = paddle.io.DataLoader(self.val_dataset, batch_sampler=self.val_sampler,
-                                               num_workers=0)
+        self.train_loader = Loader(self.train_dataset, batch_sampler=self.train_sampler,
+                                   num_workers=opt.num_workers)
+        self.val_loader = Loader(self.val_dataset, batch_sampler=self.val_sampler, num_workers=0)
         self.num_total_steps = len(self.train_sampler) * opt.num_epochs
         self.val_iter = None
         self.writers = {}

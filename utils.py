@@ -6,6 +6,7 @@ import tempfile
 
 import numpy as np
 import paddle
+from PIL import Image
 
 from safe_pickle import load_paddle_pickle
 
@@ -26,6 +27,18 @@ def normalize_image(x):
     """Rescale to [0, 1] for display (a constant image maps to ~0)."""
     lo, hi = float(x.min()), float(x.max())
     return (x - lo) / (hi - lo if hi != lo else 1e5)
+
+
+def to_rgb(image, path):
+    """An RGB copy of a PIL image (loaded, so usable once its file is closed): 16-bit grayscale is scaled to 8 bits (convert("RGB")
+    would clip it to white); 32-bit modes, whose range is unknown, are a ValueError naming `path`."""
+    if image.mode.startswith("I;16"):
+        gray = np.round(np.asarray(image, dtype=np.float64) / 257).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if image.mode in ("I", "F"):
+        raise ValueError("{} is a 32-bit {} image of unknown range: save it with 8 or 16 bits per "
+                         "channel".format(path, "integer" if image.mode == "I" else "float"))
+    return image.convert("RGB")
 
 
 def save_atomic(obj, path):
