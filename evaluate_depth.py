@@ -27,7 +27,7 @@ from layers import compute_depth_errors, disp_to_depth
 from options import MonodepthOptions
 from torch_weights import resnet_depth
 from trainer import pick_device
-from utils import load_weights, read_weights, readlines
+from utils import errors_naming, load_weights, read_weights, readlines
 
 SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")
 MIN_DEPTH = 1e-3
@@ -233,6 +233,20 @@ def load_disparities(opt):
     return disps
 
 
+def check_disparities(disps, source):
+    """ValueError unless the disparities are finite and every image has a positive one:
+    otherwise the metrics would be NaN (or describe a constant depth of 80 m)."""
+    finite = np.isfinite(disps)
+    if not finite.all():
+        raise ValueError("{}: {} of {} disparities are NaN or infinite (first in image {}); nothing "
+                         "evaluated".format(source, disps.size - finite.sum(), disps.size,
+                                            int(np.argmin(finite.reshape(len(disps), -1).all(1)))))
+    empty = [i for i, disp in enumerate(disps) if not (disp > 0).any()]
+    if empty:
+        raise ValueError("{}: {} of {} images have no positive disparity (first: image {}); nothing "
+                         "evaluated".format(source, len(empty), len(disps), empty[0]))
+
+
 def write_benchmark_pngs(disps, folder):
     """16-bit PNGs (depth * 256 at 1216x352, stereo-scaled, capped at 80 m) for the
     benchmark's server, named 0000000000.png, ... in split order."""
@@ -307,7 +321,7 @@ def report(opt, metrics, ratios, results_dir, num_images):
               "min_depth": opt.min_depth, "max_depth": opt.max_depth,
               "metrics": dict(zip(METRICS, map(float, metrics))), "scaling_ratios": summary}
     path = os.path.join(results_dir, "eval_depth_{}.json".format(opt.eval_split))
-    with open(path, "w") as f:
+    with errors_naming(path), open(path, "w") as f:
         json.dump(result, f, indent=2)
     print("-> Metrics written to {}".format(path))
     return result
@@ -335,16 +349,20 @@ def evaluate(opt):
     if opt.save_pred_disps:
         path = os.path.join(weights_folder(opt), name)
         print("-> Saving predicted disparities to {}".format(path))
-        np.save(path, disps)
+        with errors_naming(path):
+            np.save(path, disps)
     if opt.eval_out_dir:
         os.makedirs(opt.eval_out_dir, exist_ok=True)
         path = os.path.join(opt.eval_out_dir, name)
         print("-> Saving predicted disparities to {}".format(path))
-        np.save(path, disps)
+        with errors_naming(path):
+            np.save(path, disps)
 
     if opt.no_eval:
         print("-> Evaluation disabled. Done.")
         return None
+    check_disparities(disps, "--ext_disp_to_eval " + opt.ext_disp_to_eval if opt.ext_disp_to_eval
+                      else "the predictions of " + weights_folder(opt))
     if opt.eval_split == "benchmark":
         write_benchmark_pngs(disps, os.path.join(opt.eval_out_dir or weights_folder(opt), "benchmark_predictions"))
         print("-> No ground truth is available for the KITTI benchmark, so not evaluating. Done.")

@@ -1,6 +1,7 @@
 """Command-line options: the reference's flags with its names, meanings and defaults,
 plus what Paddle needs (--seed, --device)."""
 import argparse
+import math
 import os
 
 file_dir = os.path.dirname(os.path.abspath(__file__))
@@ -114,8 +115,26 @@ class MonodepthOptions:
         return opt
 
 
+# (flag, smallest allowed value, whether it is allowed itself) of the numeric options
+NUMERIC_RANGES = [
+    ("batch_size", 1, True), ("num_epochs", 1, True), ("scheduler_step_size", 1, True),
+    ("log_frequency", 1, True), ("save_frequency", 1, True), ("num_workers", 0, True),
+    ("seed", 0, True), ("learning_rate", 0, False), ("disparity_smoothness", 0, True),
+    ("checkpoint_minutes", 0, True), ("min_depth", 0, False), ("max_depth", 0, False),
+    ("pred_depth_scale_factor", 0, False),
+]
+
+
 def check_options(opt):
-    """Raise ValueError naming the flag for combinations the model cannot run."""
+    """Raise ValueError naming the flag for values and combinations the model cannot run."""
+    for name, low, inclusive in NUMERIC_RANGES:
+        value = getattr(opt, name)
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise ValueError("--{} must be {} {}, got {}".format(name, ">=" if inclusive else ">", low, value))
+    if opt.seed is not None and opt.seed >= 2 ** 32:
+        raise ValueError("--seed must be below 2**32, got {}".format(opt.seed))
     for name in ("height", "width"):
         value = getattr(opt, name)
         if value <= 0 or value % 32:

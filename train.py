@@ -7,5 +7,5 @@ from trainer import Trainer
 if __name__ == "__main__":
     try:
         Trainer(MonodepthOptions().parse()).train()
-    except DataError as e:  # a file that cannot be loaded: its message says which
+    except (DataError, OSError) as e:  # a file that cannot be read or written: the message names it
         raise SystemExit("error: {}".format(e))

@@ -13,7 +13,7 @@ import network
 from datasets import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset, Loader, SeededBatchSampler
 from layers import (SSIM, BackprojectDepth, Project3D, compute_depth_errors, disp_to_depth, get_smooth_loss,
                     transformation_from_parameters, warp)
-from utils import (load_weights, normalize_image, read_rng_state, read_weights, readlines, rng_state_json,
+from utils import (check_writable, load_weights, normalize_image, read_rng_state, read_weights, readlines, rng_state_json,
                    save_folder_atomic, sec_to_hm_str)
 
 file_dir = os.path.dirname(os.path.abspath(__file__))
@@ -293,6 +293,8 @@ class Trainer:
                 opt.batch_size, self.world_size))
         if self.world_size > 1:
             paddle.distributed.init_parallel_env()
+        if self.is_main:
+            self.check_run_folder()
         state = self.resume_state() if opt.resume else None
         if opt.seed is None:  # drawn once and recorded, so that a resumed run continues the same way
             opt.seed = state["seed"] if state else int(np.random.SeedSequence().entropy % 2 ** 31)
@@ -571,6 +573,13 @@ class Trainer:
             files["rng_state.json"] = rng_state_json()
             save_folder_atomic(files, os.path.join(self.models_dir, "last"))
         self.last_save = time.time()
+
+    def check_run_folder(self):
+        """The run's folder must be writable (VisualDL would fail later with a bare OSError)."""
+        try:
+            check_writable(self.log_path)
+        except OSError as e:
+            raise SystemExit("--log_dir {}: {}".format(self.opt.log_dir, e.strerror))
 
     def resume_state(self):
         """Where models/last says the interrupted run stopped; an error if there is nothing."""

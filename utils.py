@@ -1,4 +1,5 @@
 """Small helpers shared by the scripts: text files, time strings, images, weight files."""
+import contextlib
 import json
 import os
 import shutil
@@ -41,24 +42,49 @@ def to_rgb(image, path):
     return image.convert("RGB")
 
 
+@contextlib.contextmanager
+def errors_naming(path):
+    """Re-raise an OSError as one naming `path` (a full disk says only "[Errno 28] No space
+    left on device")."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, "cannot write {}: {}".format(path, e.strerror or e)) from None
+
+
+def check_writable(folder):
+    """Create `folder` if needed and write a file in it: an OSError naming it now rather
+    than one from deep inside a library later."""
+    with errors_naming(folder):
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+
+
 def save_atomic(obj, path):
     """paddle.save to `path` through a temporary file and a rename: a crash leaves the
     old file or the new one, never half of one."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_" + os.path.basename(path))
-    os.close(fd)
-    try:
-        paddle.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with errors_naming(path):
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_" + os.path.basename(path))
+        os.close(fd)
+        try:
+            paddle.save(obj, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 def save_folder_atomic(files, folder):
     """Write {file name: object} as the folder `folder`, all or nothing: .json files as
     JSON, bytes as they are, others with paddle.save, into a temporary sibling folder that
     replaces `folder` once every file is written."""
+    with errors_naming(folder):
+        _save_folder(files, folder)
+
+
+def _save_folder(files, folder):
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp_" + os.path.basename(folder))

@@ -229,3 +229,16 @@ def test_release_table_matches_the_reference_names():
     for name, (file_name, md5) in demo.RELEASED_MODELS.items():
         assert file_name == name.replace("+", "%2B") + ".zip"
         assert len(md5) == 32 and int(md5, 16) >= 0
+
+
+def test_a_16_bit_grayscale_png_gives_the_result_of_its_8_bit_version(stereo_weights, tmp_path, capsys):
+    gray = np.random.default_rng(2).integers(0, 256, (40, 100)).astype(np.uint16)
+    Image.fromarray(gray * 257).save(tmp_path / "deep.png")  # mode I;16, 0..65535
+    Image.fromarray(gray.astype(np.uint8)).convert("RGB").save(tmp_path / "flat.png")
+    for name in ("deep", "flat"):
+        run_demo("--image_path", tmp_path / (name + ".png"), "--load_weights_folder", stereo_weights)
+    np.testing.assert_array_equal(np.load(tmp_path / "deep_disp.npy"), np.load(tmp_path / "flat_disp.npy"))
+    Image.fromarray(gray.astype(np.float32)).save(tmp_path / "float.tif")  # mode F: range unknown
+    err = run_demo_error(capsys, "--image_path", tmp_path / "float.tif", "--load_weights_folder", stereo_weights)
+    assert "float.tif is a 32-bit float image of unknown range" in err
+    assert not (tmp_path / "float_disp.npy").exists()

@@ -371,3 +371,18 @@ def test_encoder_without_input_size_uses_the_options(run, weights, capsys):
     run("--eval_mono", "--no_eval", "--height", "64", "--width", "128", "--save_pred_disps")
     assert "does not record the input size: using --height 64 --width 128" in capsys.readouterr().out
     assert np.load(os.path.join(weights, "disps_synthetic_split.npy")).shape == (3, 64, 128)
+
+
+@pytest.mark.parametrize("values, message", [
+    ((0, 0), "2 of 2 images have no positive disparity"),
+    ((np.nan, 0.5), "600 of 1200 disparities are NaN or infinite (first in image 0)"),
+    ((0.5, np.inf), "600 of 1200 disparities are NaN or infinite (first in image 1)"),
+])
+def test_disparities_that_give_no_metrics_exit_1(tmp_path, splits, capsys, values, message):
+    splits("synthetic", [np.full((20, 30), 10, np.float32)] * 2)
+    path = disparities(tmp_path, *values)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_depth.main(["--eval_mono", "--eval_split", "synthetic", "--ext_disp_to_eval", path])
+    assert exit_info.value.code == 1
+    assert "--ext_disp_to_eval {}: {}".format(path, message) in capsys.readouterr().err
+    assert not (tmp_path / "eval_depth_synthetic.json").exists()
