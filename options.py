@@ -82,6 +82,8 @@ class MonodepthOptions:
             help="minutes between checkpoints of an unfinished epoch (models/last, for --resume)")
         add("--resume", action="store_true",
             help="continue the run <log_dir>/<model_name> where it stopped, from its models/last")
+        add("--overwrite", action="store_true",
+            help="start <log_dir>/<model_name> again although it holds a run: deletes its models and logs")
 
         # evaluation
         add("--eval_stereo", action="store_true", help="if set evaluates in stereo mode")
@@ -125,6 +127,31 @@ NUMERIC_RANGES = [
 ]
 
 
+# The options that decide the networks, the data and the optimisation: a resumed run must keep them.
+RUN_OPTIONS = [
+    "split", "dataset", "png", "height", "width", "num_layers", "scales", "frame_ids", "use_stereo",
+    "min_depth", "max_depth", "disparity_smoothness", "batch_size", "learning_rate", "scheduler_step_size",
+    "seed", "v1_multiscale", "avg_reprojection", "disable_automasking", "predictive_mask", "no_ssim",
+    "pose_model_input", "pose_model_type", "amp",
+]
+
+
+def changed_options(opt, saved):
+    """["--height 64 (now 96)", ...]: the RUN_OPTIONS whose values differ from `saved`
+    (the options of a run, as in its opt.json, whose frame_ids include "s" for stereo)."""
+    changed = []
+    for name in RUN_OPTIONS:
+        value = getattr(opt, name)
+        if name not in saved or value is None:
+            continue
+        before = saved[name]
+        if name == "frame_ids":
+            before = [f for f in before if f != "s"]
+        if before != value:
+            changed.append("--{} {} (now {})".format(name, before, value))
+    return changed
+
+
 def check_options(opt):
     """Raise ValueError naming the flag for values and combinations the model cannot run."""
     for name, low, inclusive in NUMERIC_RANGES:
@@ -133,6 +160,8 @@ def check_options(opt):
             continue
         if not math.isfinite(value) or value < low or (value == low and not inclusive):
             raise ValueError("--{} must be {} {}, got {}".format(name, ">=" if inclusive else ">", low, value))
+    if opt.resume and opt.overwrite:
+        raise ValueError("--resume continues a run, --overwrite starts it again: give one of them")
     if opt.seed is not None and opt.seed >= 2 ** 32:
         raise ValueError("--seed must be below 2**32, got {}".format(opt.seed))
     for name in ("height", "width"):

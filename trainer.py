@@ -2,6 +2,7 @@
 import json
 import os
 import random
+import shutil
 import time
 
 import numpy as np
@@ -13,8 +14,9 @@ import network
 from datasets import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset, Loader, SeededBatchSampler
 from layers import (SSIM, BackprojectDepth, Project3D, compute_depth_errors, disp_to_depth, get_smooth_loss,
                     transformation_from_parameters, warp)
-from utils import (check_writable, load_weights, normalize_image, read_rng_state, read_weights, readlines, rng_state_json,
-                   save_folder_atomic, sec_to_hm_str)
+from options import changed_options
+from utils import (check_writable, load_weights, normalize_image, read_rng_state, read_weights, readlines,
+                   recover_interrupted_saves, rng_state_json, save_folder_atomic, sec_to_hm_str)
 
 file_dir = os.path.dirname(os.path.abspath(__file__))
 
@@ -296,6 +298,8 @@ class Trainer:
         if self.is_main:
             self.check_run_folder()
         state = self.resume_state() if opt.resume else None
+        if state and self.is_main:
+            self.check_resumed_options()
         if opt.seed is None:  # drawn once and recorded, so that a resumed run continues the same way
             opt.seed = state["seed"] if state else int(np.random.SeedSequence().entropy % 2 ** 31)
             if self.world_size > 1:  # every process must shuffle alike: rank 0's draw counts
@@ -409,9 +413,8 @@ class Trainer:
             if not self.all_finite(loss):
                 # the weights may already be broken (an update from an infinite gradient), so
                 # the last checkpoint is kept as it is
-                raise SystemExit("the loss is not finite at epoch {}, batch {} (step {}); the last "
-                                 "checkpoint is {}".format(self.epoch, batch_idx, self.step,
-                                                           os.path.join(self.models_dir, "last")))
+                raise SystemExit("the loss is not finite at epoch {}, batch {} (step {}); {}".format(
+                    self.epoch, batch_idx, self.step, last_checkpoint(self.models_dir)))
             self.optimizer.clear_grad()
             if self.scaler:
                 self.scaler.scale(loss).backward()
@@ -575,11 +578,36 @@ class Trainer:
         self.last_save = time.time()
 
     def check_run_folder(self):
-        """The run's folder must be writable (VisualDL would fail later with a bare OSError)."""
+        """The run's folder must be writable (VisualDL would fail later with a bare OSError),
+        and an earlier run in it is only continued (--resume) or replaced (--overwrite) when
+        asked for. What an interrupted checkpoint save left behind is repaired first."""
         try:
             check_writable(self.log_path)
         except OSError as e:
             raise SystemExit("--log_dir {}: {}".format(self.opt.log_dir, e.strerror))
+        for line in recover_interrupted_saves(self.models_dir):
+            print(line)
+        earlier = [n for n in ("models", "train", "val") if os.path.exists(os.path.join(self.log_path, n))]
+        if earlier and not self.opt.resume:
+            if not self.opt.overwrite:
+                raise SystemExit("{} already holds a run ({}): continue it with --resume, or start it again "
+                                 "with --overwrite (deletes them)".format(self.log_path, ", ".join(earlier)))
+            for name in earlier:
+                shutil.rmtree(os.path.join(self.log_path, name))
+
+    def check_resumed_options(self):
+        """A resumed run must keep the options that decide the networks, data and optimisation."""
+        path = os.path.join(self.models_dir, "opt.json")
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as e:
+            print("--resume: cannot compare the options with {} ({}); continuing".format(path, e))
+            return
+        changed = changed_options(self.opt, saved)
+        if changed:
+            raise SystemExit("--resume: the run in {} has other options: {}. Resume with the same ones, or "
+                             "start a new run with another --model_name".format(self.log_path, ", ".join(changed)))
 
     def resume_state(self):
         """Where models/last says the interrupted run stopped; an error if there is nothing."""
@@ -622,6 +650,18 @@ class Trainer:
                 print("Adam state in {} does not fit these networks ({}); Adam starts afresh".format(adam_path, e))
         elif self.is_main:
             print("Cannot find Adam weights so Adam is randomly initialized")
+
+
+def last_checkpoint(models_dir):
+    """What --resume would continue from, in words."""
+    path = os.path.join(models_dir, "last")
+    try:
+        with open(os.path.join(path, "trainer.json")) as f:
+            state = json.load(f)
+        return "the last checkpoint is {} (epoch {}, batch {}): --resume continues from it".format(
+            path, state["epoch"], state["batch"])
+    except (OSError, ValueError, KeyError):
+        return "no checkpoint has been written yet (there is no {})".format(path)
 
 
 ADAM_SUFFIXES = ("_moment1_0", "_moment2_0", "_beta1_pow_acc_0", "_beta2_pow_acc_0")

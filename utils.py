@@ -31,8 +31,9 @@ def normalize_image(x):
 
 
 def to_rgb(image, path):
-    """An RGB copy of a PIL image (loaded, so usable once its file is closed): 16-bit grayscale is scaled to 8 bits (convert("RGB")
-    would clip it to white); 32-bit modes, whose range is unknown, are a ValueError naming `path`."""
+    """An RGB copy of a PIL image, loaded so that it outlives its file. 16-bit grayscale is
+    scaled to 8 bits (convert("RGB") would clip it to white); 32-bit modes, whose range is
+    unknown, are a ValueError naming `path`."""
     if image.mode.startswith("I;16"):
         gray = np.round(np.asarray(image, dtype=np.float64) / 257).astype(np.uint8)
         return Image.fromarray(gray, "L").convert("RGB")
@@ -108,6 +109,26 @@ def _save_folder(files, folder):
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
+
+
+def recover_interrupted_saves(parent):
+    """Undo what a kill in the middle of save_folder_atomic left in `parent`; returns what
+    was done, one line each. A kill between its two renames leaves the folder missing and the
+    previous version in .old_<name>XXXXXXXX/x: that is moved back. Temporary folders of
+    unfinished saves (.tmp_*) and left-over .old_* folders are deleted."""
+    done = []
+    entries = sorted(os.listdir(parent)) if os.path.isdir(parent) else []
+    for entry in entries:
+        path = os.path.join(parent, entry)
+        if not os.path.isdir(path) or not entry.startswith((".old_", ".tmp_")):
+            continue
+        folder = os.path.join(parent, entry[len(".old_"):-8])  # mkdtemp adds 8 characters
+        if entry.startswith(".old_") and os.path.isdir(os.path.join(path, "x")) and not os.path.exists(folder):
+            os.replace(os.path.join(path, "x"), folder)
+            done.append("restored {} from {} (a save was interrupted)".format(folder, path))
+        shutil.rmtree(path)
+        done.append("deleted {}, left by an interrupted save".format(path))
+    return done
 
 
 def read_weights(path):

@@ -116,9 +116,9 @@ def test_load_velodyne_points_is_homogeneous_and_checks_size(tmp_path):
     np.arange(6, dtype=np.float32).tofile(tmp_path / "bad.bin")
     with pytest.raises(ValueError, match="bad.bin holds 24 bytes, not a multiple of 16"):
         load_velodyne_points(str(tmp_path / "bad.bin"))
-    with open(tmp_path / "a.bin", "rb") as f:  # two whole points, cut in the middle of a float
-        (tmp_path / "cut.bin").write_bytes(f.read()[:-2])
-    with pytest.raises(ValueError, match="cut.bin holds 30 bytes, not a multiple of 16"):
+    with open(tmp_path / "a.bin", "rb") as f:  # one whole point and half a float (np.fromfile drops it)
+        (tmp_path / "cut.bin").write_bytes(f.read()[:18])
+    with pytest.raises(ValueError, match="cut.bin holds 18 bytes, not a multiple of 16"):
         load_velodyne_points(str(tmp_path / "cut.bin"))
 
 
