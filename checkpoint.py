@@ -2,13 +2,12 @@
 --resume where the run stopped), with Adam's state keyed so that it loads into any process."""
 import json
 import os
-import pickle
 
 import numpy as np
 import paddle
 
 from network import RECORDED
-from utils import load_weights, save_folder_atomic
+from utils import load_weights, read_rng_state, read_weights, rng_state_json, save_folder_atomic
 
 ADAM_SUFFIXES = ("_moment1_0", "_moment2_0", "_beta1_pow_acc_0", "_beta2_pow_acc_0")
 
@@ -70,7 +69,7 @@ def save_checkpoint(folder, models, optimizer, opt, progress=None):
     if progress is not None:
         files["trainer.json"] = progress
         # the tie-breaking noise continues as it would have
-        files["rng_state.pkl"] = pickle.dumps(paddle.get_rng_state())
+        files["rng_state.json"] = rng_state_json()
     save_folder_atomic(files, folder)
 
 
@@ -92,8 +91,22 @@ def resume_state(folder, opt):
 
 
 def restore_rng_state(folder):
-    with open(os.path.join(folder, "rng_state.pkl"), "rb") as f:
-        paddle.set_rng_state(pickle.load(f))
+    try:
+        paddle.set_rng_state(read_rng_state(folder))
+    except ValueError as e:
+        raise SystemExit("--resume: {}".format(e))
+
+
+def last_checkpoint(models_dir):
+    """What --resume would continue from, in words."""
+    path = os.path.join(models_dir, "last")
+    try:
+        with open(os.path.join(path, "trainer.json")) as f:
+            state = json.load(f)
+        return "the last checkpoint is {} (epoch {}, batch {}): --resume continues from it".format(
+            path, state["epoch"], state["batch"])
+    except (OSError, ValueError, KeyError):
+        return "no checkpoint has been written yet (there is no {})".format(path)
 
 
 def load_checkpoint(folder, models, names, optimizer, verbose=True):
@@ -113,7 +126,11 @@ def load_checkpoint(folder, models, names, optimizer, verbose=True):
     adam_path = os.path.join(folder, "adam.pdparams")
     if os.path.isfile(adam_path):
         try:
-            load_optimizer_state(models, optimizer, paddle.load(adam_path))
+            state = read_weights(adam_path)
+        except ValueError as e:  # damaged or crafted: not a file to train on
+            raise SystemExit(str(e))
+        try:
+            load_optimizer_state(models, optimizer, state)
         except ValueError as e:
             print("Adam state in {} does not fit these networks ({}); Adam starts afresh".format(adam_path, e))
     elif verbose:

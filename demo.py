@@ -44,7 +44,7 @@ from PIL import Image, UnidentifiedImageError
 from datasets import dataset_class
 from export_model import load_depth_net
 from layers import disp_to_depth
-from utils import pick_device
+from utils import pick_device, to_rgb
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MODELS_DIR = os.path.join(ROOT, "models")
@@ -140,7 +140,7 @@ def read_video(path):
 def open_image(path):
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return to_rgb(image, path)
     except (UnidentifiedImageError, OSError):
         raise ValueError("cannot read {}: not an image Pillow can open, nor a video ({})".format(
             path, " ".join(VIDEO_EXTENSIONS))) from None

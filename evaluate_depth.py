@@ -26,13 +26,13 @@ import numpy as np
 import paddle
 from PIL import Image
 
-from datasets import dataset_class
+from datasets import Loader, dataset_class
 from eval_splits import MAX_DEPTH, MIN_DEPTH, SPLITS_DIR, eval_split, garg_crop_mask
 from export_gt_depth import GroundTruth
 from layers import compute_depth_errors, disp_to_depth
 from network import load_depth_net
 from options import MonodepthOptions, flag_given
-from utils import pick_device, readlines
+from utils import errors_naming, pick_device, readlines
 
 BENCHMARK_SIZE = (1216, 352)  # width, height of the depth benchmark's submissions
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
@@ -151,7 +151,7 @@ def predict_disparities(opt, folder, split, split_lines, device):
     as the reference's blend weights are float64)."""
     predict, height, width = load_predictor(opt, folder, device)
     dataset = split_dataset(opt, split, split_lines, height, width)  # checks every image exists
-    loader = paddle.io.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=False, drop_last=False,
+    loader = Loader(dataset, batch_size=BATCH_SIZE, shuffle=False, drop_last=False,
                                   num_workers=opt.num_workers)
     print("-> Computing predictions with size {}x{}".format(width, height))
     disps = []
@@ -189,13 +189,27 @@ def load_disparities(opt):
         if not os.path.isfile(ids_path):
             raise FileNotFoundError("--eval_eigen_to_benchmark needs {} (fetch the splits with "
                                     "tools/get_splits.py)".format(ids_path))
-        ids = np.load(ids_path)
+        ids = np.load(ids_path, allow_pickle=False)
         if ids.max() >= len(disps):
             raise ValueError("--eval_eigen_to_benchmark: {} holds {} disparities but {} picks image {}: "
                              "give the disparities of the whole eigen split".format(
                                  path, len(disps), ids_path, ids.max()))
         disps = disps[ids]
     return disps
+
+
+def check_disparities(disps, source):
+    """ValueError unless the disparities are finite and every image has a positive one:
+    otherwise the metrics would be NaN (or describe a constant depth of 80 m)."""
+    finite = np.isfinite(disps)
+    if not finite.all():
+        raise ValueError("{}: {} of {} disparities are NaN or infinite (first in image {}); nothing "
+                         "evaluated".format(source, disps.size - finite.sum(), disps.size,
+                                            int(np.argmin(finite.reshape(len(disps), -1).all(1)))))
+    empty = [i for i, disp in enumerate(disps) if not (disp > 0).any()]
+    if empty:
+        raise ValueError("{}: {} of {} images have no positive disparity (first: image {}); nothing "
+                         "evaluated".format(source, len(empty), len(disps), empty[0]))
 
 
 def write_benchmark_pngs(disps, folder, stereo_scale):
@@ -273,7 +287,7 @@ def report(opt, split, metrics, ratios, results_dir, num_images):
               "min_depth": opt.min_depth, "max_depth": opt.max_depth,
               "metrics": dict(zip(METRICS, map(float, metrics))), "scaling_ratios": summary}
     path = os.path.join(results_dir, "eval_depth_{}.json".format(split.name))
-    with open(path, "w") as f:
+    with errors_naming(path), open(path, "w") as f:
         json.dump(result, f, indent=2)
     print("-> Metrics written to {}".format(path))
     return result
@@ -302,16 +316,20 @@ def evaluate(opt):
     if opt.save_pred_disps:
         path = os.path.join(weights_folder(opt), name)
         print("-> Saving predicted disparities to {}".format(path))
-        np.save(path, disps)
+        with errors_naming(path):
+            np.save(path, disps)
     if opt.eval_out_dir:
         os.makedirs(opt.eval_out_dir, exist_ok=True)
         path = os.path.join(opt.eval_out_dir, name)
         print("-> Saving predicted disparities to {}".format(path))
-        np.save(path, disps)
+        with errors_naming(path):
+            np.save(path, disps)
 
     if opt.no_eval:
         print("-> Evaluation disabled. Done.")
         return None
+    check_disparities(disps, "--ext_disp_to_eval " + opt.ext_disp_to_eval if opt.ext_disp_to_eval
+                      else "the predictions of " + (opt.load_weights_folder or opt.exported))
     if split.ground_truth is None:  # the depth benchmark's test images
         write_benchmark_pngs(disps, os.path.join(opt.eval_out_dir or weights_folder(opt), "benchmark_predictions"),
                              dataset_class(split.dataset).stereo_scale)

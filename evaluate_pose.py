@@ -16,7 +16,7 @@ import cpu_threads  # noqa: F401  (before paddle: sets its CPU thread count)
 import numpy as np
 import paddle
 
-from datasets import dataset_class
+from datasets import Loader, dataset_class
 from eval_splits import EVAL_SPLITS, SPLITS_DIR, eval_split
 from layers import transformation_from_parameters
 from network import load_pose_net
@@ -79,8 +79,8 @@ def predict_motions(opt, folder, split, lines):
     encoder, decoder = load_pose_network(opt, folder)
     dataset = dataset_class(split.dataset)(opt.data_path, lines, opt.height, opt.width, [0, 1], 1,
                                img_ext=".png" if opt.png else ".jpg")
-    loader = paddle.io.DataLoader(dataset, batch_size=opt.batch_size, shuffle=False, drop_last=False,
-                                  num_workers=opt.num_workers)
+    loader = Loader(dataset, batch_size=opt.batch_size, shuffle=False, drop_last=False,
+                    num_workers=opt.num_workers)
     print("-> Computing pose predictions")
     motions = []
     with paddle.no_grad():

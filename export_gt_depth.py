@@ -20,6 +20,7 @@ import itertools
 import os
 import sys
 import zipfile
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -27,7 +28,7 @@ from PIL import Image
 from datasets.kitti_dataset import KITTIDataset
 from eval_splits import SPLITS_DIR, depth_splits, eval_split
 from kitti_utils import generate_depth_map
-from utils import readlines
+from utils import errors_naming, readlines
 
 CAMERA = KITTIDataset.side_map
 
@@ -109,7 +110,7 @@ def save_gt_depths(path, split, lines, depths):
     arrays = itertools.chain(arrays, (("depth_{:05d}".format(i), d) for i, d in enumerate(depths)))
     tmp = path + ".tmp"
     try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        with errors_naming(path), zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
             for name, array in arrays:
                 with archive.open(name + ".npy", "w", force_zip64=True) as f:
                     np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
@@ -127,16 +128,16 @@ class GroundTruth:
     def __init__(self, path):
         if not os.path.isfile(path):
             raise FileNotFoundError("ground truth not found: {} (create it with export_gt_depth.py)".format(path))
+        self.path = path
         try:
             self._npz = np.load(path, allow_pickle=False)
             keys = set(self._npz.files)
-        except (OSError, ValueError) as e:
-            raise ValueError("cannot read ground truth {}: {}".format(path, e)) from None
-        self.path = path
+        except (ValueError, *DAMAGED) as e:
+            raise self.damaged(e) from None
         if "data" in keys:  # the reference's file
             self.split = self.lines = None
             try:
-                self._data = self._npz["data"]
+                self._data = self.read("data")
             except ValueError:  # an object array: pickled
                 raise ValueError("{} is the reference's pickled object array (maps of several sizes), "
                                  "which is not loaded for safety: re-create it with export_gt_depth.py".format(
@@ -150,8 +151,8 @@ class GroundTruth:
             raise ValueError("{} is not a ground-truth file from export_gt_depth.py (keys: {})".format(
                 path, ", ".join(sorted(keys)[:5])))
         self._data = None
-        self.split = str(self._npz["split"])
-        self.lines = [str(line) for line in self._npz["lines"]]
+        self.split = str(self.read("split"))
+        self.lines = [str(line) for line in self.read("lines")]
         self._count = len(self.lines)
         if sum(k.startswith("depth_") for k in keys) != self._count:
             raise ValueError("{}: {} lines but {} depth maps (truncated file?)".format(
@@ -163,7 +164,23 @@ class GroundTruth:
     def __getitem__(self, i):
         if self._data is not None:
             return self._data[i]
-        return self._npz["depth_{:05d}".format(i)]
+        return self.read("depth_{:05d}".format(i))
+
+    def read(self, key):
+        """The array `key` of the file; a ValueError naming the file if it is damaged."""
+        try:
+            return self._npz[key]
+        except DAMAGED as e:
+            raise self.damaged(e) from None
+
+    def damaged(self, error):
+        return ValueError("{} is damaged or truncated ({}: {}): re-create it with export_gt_depth.py "
+                          "--split {}".format(self.path, type(error).__name__, error,
+                                              os.path.basename(os.path.dirname(os.path.abspath(self.path)))))
+
+
+# What reading a truncated or bit-flipped .npz raises (the zip's checksums catch flipped bits).
+DAMAGED = (OSError, zipfile.BadZipFile, EOFError, zlib.error)
 
 
 def depth_split(value):

@@ -43,10 +43,10 @@ def calib_array(calib, key, path, size):
 
 def load_velodyne_points(filename):
     """Velodyne scan as an (N, 4) float32 array of homogeneous points (x, y, z, 1)."""
-    raw = np.fromfile(filename, dtype=np.float32)
-    if raw.size % 4:
-        raise ValueError(f"velodyne file {filename} holds {raw.size} floats, not a multiple of 4 "
-                         "(x, y, z, reflectance per point)")
+    raw = np.fromfile(filename, dtype=np.float32)  # drops a trailing part of a float
+    if raw.size % 4 or os.path.getsize(filename) != raw.nbytes:
+        raise ValueError(f"velodyne file {filename} holds {os.path.getsize(filename)} bytes, not a "
+                         "multiple of 16 (4 float32 per point: x, y, z, reflectance): truncated?")
     points = raw.reshape(-1, 4)
     points[:, 3] = 1.0
     return points

@@ -1,6 +1,7 @@
 """Command-line options: the reference's flags with its names, meanings and defaults,
 plus what Paddle needs (--seed, --device)."""
 import argparse
+import math
 import os
 
 from datasets import DATASETS
@@ -86,6 +87,8 @@ class MonodepthOptions:
             help="minutes between checkpoints of an unfinished epoch (models/last, for --resume)")
         add("--resume", action="store_true",
             help="continue the run <log_dir>/<model_name> where it stopped, from its models/last")
+        add("--overwrite", action="store_true",
+            help="start <log_dir>/<model_name> again although it holds a run: deletes its models and logs")
 
         # evaluation
         add("--eval_stereo", action="store_true", help="if set evaluates in stereo mode")
@@ -140,8 +143,53 @@ def flag_given(opt, name):
     return name in getattr(opt, "explicit_flags", ())
 
 
+# (flag, smallest allowed value, whether it is allowed itself) of the numeric options
+NUMERIC_RANGES = [
+    ("batch_size", 1, True), ("num_epochs", 1, True), ("scheduler_step_size", 1, True),
+    ("log_frequency", 1, True), ("save_frequency", 1, True), ("num_workers", 0, True),
+    ("seed", 0, True), ("learning_rate", 0, False), ("disparity_smoothness", 0, True),
+    ("checkpoint_minutes", 0, True), ("min_depth", 0, False), ("max_depth", 0, False),
+    ("pred_depth_scale_factor", 0, False),
+]
+
+
+# The options that decide the networks, the data and the optimisation: a resumed run must keep them.
+RUN_OPTIONS = [
+    "split", "dataset", "png", "height", "width", "num_layers", "scales", "frame_ids", "use_stereo",
+    "min_depth", "max_depth", "disparity_smoothness", "batch_size", "learning_rate", "scheduler_step_size",
+    "seed", "v1_multiscale", "avg_reprojection", "disable_automasking", "predictive_mask", "no_ssim",
+    "pose_model_input", "pose_model_type", "amp",
+]
+
+
+def changed_options(opt, saved):
+    """["--height 64 (now 96)", ...]: the RUN_OPTIONS whose values differ from `saved`
+    (the options of a run, as in its opt.json, whose frame_ids include "s" for stereo)."""
+    changed = []
+    for name in RUN_OPTIONS:
+        value = getattr(opt, name)
+        if name not in saved or value is None:
+            continue
+        before = saved[name]
+        if name == "frame_ids":
+            before = [f for f in before if f != "s"]
+        if before != value:
+            changed.append("--{} {} (now {})".format(name, before, value))
+    return changed
+
+
 def check_options(opt):
-    """Raise ValueError naming the flag for combinations the model cannot run."""
+    """Raise ValueError naming the flag for values and combinations the model cannot run."""
+    for name, low, inclusive in NUMERIC_RANGES:
+        value = getattr(opt, name)
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise ValueError("--{} must be {} {}, got {}".format(name, ">=" if inclusive else ">", low, value))
+    if opt.resume and opt.overwrite:
+        raise ValueError("--resume continues a run, --overwrite starts it again: give one of them")
+    if opt.seed is not None and opt.seed >= 2 ** 32:
+        raise ValueError("--seed must be below 2**32, got {}".format(opt.seed))
     for name in ("height", "width"):
         value = getattr(opt, name)
         if value <= 0 or value % 32:

@@ -25,7 +25,8 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 # stereo pairs train the fastest from scratch; loading in the training process (no workers)
 # is quicker on 2 cores than workers competing with the step for them
 TRAIN_FLAGS = ["--frame_ids", "0", "--use_stereo", "--weights_init", "scratch", "--min_depth", "1",
-               "--batch_size", "8", "--num_workers", "0", "--seed", "1", "--log_frequency", "10"]
+               "--batch_size", "8", "--num_workers", "0", "--seed", "1", "--log_frequency", "10",
+               "--overwrite"]  # the example starts its runs again each time
 METRICS = ["abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"]
 
 

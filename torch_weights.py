@@ -19,7 +19,9 @@ import re
 import zipfile
 
 import numpy as np
-import paddle
+
+from safe_pickle import RestrictedUnpickler, rebuild
+from utils import read_weights
 
 PRETRAINED_DIR_ENV = "MONODEPTH2_PRETRAINED_DIR"
 TORCHVISION_URL = "https://download.pytorch.org/models/"
@@ -124,20 +126,14 @@ _ALLOWED_GLOBALS = {
 _ALLOWED_GLOBALS.update({("torch", name): _StorageType(name) for name in _STORAGE_DTYPES})
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(RestrictedUnpickler):
     """Unpickles tensors as `_Tensor` placeholders; refuses any other class or function."""
+
+    allowed = _ALLOWED_GLOBALS
 
     def __init__(self, file, storage_for):
         super().__init__(file, encoding="utf-8")
         self._storage_for = storage_for
-
-    def find_class(self, module, name):
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"refusing to load the global {module}.{name}: only tensors and plain "
-                "containers (a state dict) are read, never arbitrary objects") from None
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and pid and pid[0] in ("storage", b"storage")):
@@ -213,15 +209,9 @@ def _load_legacy(data):
     return result
 
 
-def _materialise(obj):
-    """Replace `_Tensor` placeholders by numpy arrays, containers by plain ones."""
-    if isinstance(obj, _Tensor):
-        return obj.to_numpy()
-    if isinstance(obj, dict):
-        return {key: _materialise(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_materialise(value) for value in obj)
-    return obj
+def _tensor_value(obj):
+    """A `_Tensor` placeholder as its numpy array."""
+    return obj.to_numpy() if isinstance(obj, _Tensor) else obj
 
 
 def load_pth(path):
@@ -237,7 +227,7 @@ def load_pth(path):
             result = _load_legacy(data)
         else:
             raise ValueError("not a file written by torch.save")
-        result = _materialise(result)
+        result = rebuild(result, _tensor_value)
     except (ValueError, KeyError, EOFError, IndexError, TypeError, AttributeError,
             pickle.UnpicklingError, zipfile.BadZipFile) as err:
         raise ValueError(f"cannot read PyTorch weights {path}: {err}") from None
@@ -312,7 +302,7 @@ def load_imagenet_weights(num_layers):
             f"{TORCHVISION_URL}{torch_file} and convert it with\n"
             f"    python tools/convert_weights.py {torch_file}\n"
             f"(it writes to {pretrained_dir()}; set {PRETRAINED_DIR_ENV} to use another folder).")
-    state_dict = paddle.load(path, return_numpy=True)
+    state_dict = read_weights(path)
     found = resnet_depth(state_dict)
     if found != num_layers:
         raise ValueError(f"{path} holds ResNet-{found} weights, not ResNet-{num_layers}")

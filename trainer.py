@@ -3,18 +3,20 @@ validation, logging and checkpoints (checkpoint.py)."""
 import json
 import os
 import random
+import shutil
 import time
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from checkpoint import load_checkpoint, restore_rng_state, resume_state, save_checkpoint
-from datasets import SeededBatchSampler, dataset_class
+from checkpoint import last_checkpoint, load_checkpoint, restore_rng_state, resume_state, save_checkpoint
+from datasets import Loader, SeededBatchSampler, dataset_class
 from eval_splits import MAX_DEPTH, MIN_DEPTH, garg_crop_mask
 from layers import compute_depth_errors
 from model import MonodepthModel
-from utils import normalize_image, pick_device, readlines, sec_to_hm_str
+from options import changed_options
+from utils import check_writable, normalize_image, pick_device, readlines, recover_interrupted_saves, sec_to_hm_str
 
 file_dir = os.path.dirname(os.path.abspath(__file__))
 
@@ -49,7 +51,11 @@ class Trainer:
                 opt.batch_size, self.world_size))
         if self.world_size > 1:
             paddle.distributed.init_parallel_env()
+        if self.is_main:
+            self.check_run_folder()
         state = resume_state(os.path.join(self.models_dir, "last"), opt) if opt.resume else None
+        if state and self.is_main:
+            self.check_resumed_options()
         if opt.seed is None:  # drawn once and recorded, so that a resumed run continues the same way
             opt.seed = state["seed"] if state else int(np.random.SeedSequence().entropy % 2 ** 31)
             if self.world_size > 1:  # every process must shuffle alike: rank 0's draw counts
@@ -110,10 +116,9 @@ class Trainer:
         if len(self.train_sampler) == 0:
             raise SystemExit("--batch_size {} is larger than the {} training samples".format(
                 opt.batch_size, len(self.train_dataset)))
-        self.train_loader = paddle.io.DataLoader(self.train_dataset, batch_sampler=self.train_sampler,
-                                                 num_workers=opt.num_workers)
-        self.val_loader = paddle.io.DataLoader(self.val_dataset, batch_sampler=self.val_sampler,
-                                               num_workers=0)
+        self.train_loader = Loader(self.train_dataset, batch_sampler=self.train_sampler,
+                                   num_workers=opt.num_workers)
+        self.val_loader = Loader(self.val_dataset, batch_sampler=self.val_sampler, num_workers=0)
         self.num_total_steps = len(self.train_sampler) * opt.num_epochs
         self.val_iter = None
         self.writers = {}
@@ -162,9 +167,8 @@ class Trainer:
             if not self.all_finite(loss):
                 # the weights may already be broken (an update from an infinite gradient), so
                 # the last checkpoint is kept as it is
-                raise SystemExit("the loss is not finite at epoch {}, batch {} (step {}); the last "
-                                 "checkpoint is {}".format(self.epoch, batch_idx, self.step,
-                                                           os.path.join(self.models_dir, "last")))
+                raise SystemExit("the loss is not finite at epoch {}, batch {} (step {}); {}".format(
+                    self.epoch, batch_idx, self.step, last_checkpoint(self.models_dir)))
             self.optimizer.clear_grad()
             if self.scaler:
                 self.scaler.scale(loss).backward()
@@ -292,6 +296,38 @@ class Trainer:
                             batch_size=self.opt.batch_size, best_val_loss=self.best_val_loss)
             save_checkpoint(os.path.join(self.models_dir, "last"), self.models, self.optimizer, self.opt, progress)
         self.last_save = time.time()
+
+    def check_run_folder(self):
+        """The run's folder must be writable (VisualDL would fail later with a bare OSError),
+        and an earlier run in it is only continued (--resume) or replaced (--overwrite) when
+        asked for. What an interrupted checkpoint save left behind is repaired first."""
+        try:
+            check_writable(self.log_path)
+        except OSError as e:
+            raise SystemExit("--log_dir {}: {}".format(self.opt.log_dir, e.strerror))
+        for line in recover_interrupted_saves(self.models_dir):
+            print(line)
+        earlier = [n for n in ("models", "train", "val") if os.path.exists(os.path.join(self.log_path, n))]
+        if earlier and not self.opt.resume:
+            if not self.opt.overwrite:
+                raise SystemExit("{} already holds a run ({}): continue it with --resume, or start it again "
+                                 "with --overwrite (deletes them)".format(self.log_path, ", ".join(earlier)))
+            for name in earlier:
+                shutil.rmtree(os.path.join(self.log_path, name))
+
+    def check_resumed_options(self):
+        """A resumed run must keep the options that decide the networks, data and optimisation."""
+        path = os.path.join(self.models_dir, "opt.json")
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as e:
+            print("--resume: cannot compare the options with {} ({}); continuing".format(path, e))
+            return
+        changed = changed_options(self.opt, saved)
+        if changed:
+            raise SystemExit("--resume: the run in {} has other options: {}. Resume with the same ones, or "
+                             "start a new run with another --model_name".format(self.log_path, ", ".join(changed)))
 
 
 DEPTH_METRIC_NAMES = ["de/abs_rel", "de/sq_rel", "de/rms", "de/log_rms", "da/a1", "da/a2", "da/a3"]

@@ -1,4 +1,5 @@
 """Small helpers shared by the scripts: text files, time strings, images, weight files."""
+import contextlib
 import json
 import os
 import shutil
@@ -6,6 +7,9 @@ import tempfile
 
 import numpy as np
 import paddle
+from PIL import Image
+
+from safe_pickle import load_paddle_pickle
 
 
 def readlines(filename):
@@ -26,24 +30,62 @@ def normalize_image(x):
     return (x - lo) / (hi - lo if hi != lo else 1e5)
 
 
+def to_rgb(image, path):
+    """An RGB copy of a PIL image, loaded so that it outlives its file. 16-bit grayscale is
+    scaled to 8 bits (convert("RGB") would clip it to white); 32-bit modes, whose range is
+    unknown, are a ValueError naming `path`."""
+    if image.mode.startswith("I;16"):
+        gray = np.round(np.asarray(image, dtype=np.float64) / 257).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if image.mode in ("I", "F"):
+        raise ValueError("{} is a 32-bit {} image of unknown range: save it with 8 or 16 bits per "
+                         "channel".format(path, "integer" if image.mode == "I" else "float"))
+    return image.convert("RGB")
+
+
+@contextlib.contextmanager
+def errors_naming(path):
+    """Re-raise an OSError as one naming `path` (a full disk says only "[Errno 28] No space
+    left on device")."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, "cannot write {}: {}".format(path, e.strerror or e)) from None
+
+
+def check_writable(folder):
+    """Create `folder` if needed and write a file in it: an OSError naming it now rather
+    than one from deep inside a library later."""
+    with errors_naming(folder):
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+
+
 def save_atomic(obj, path):
     """paddle.save to `path` through a temporary file and a rename: a crash leaves the
     old file or the new one, never half of one."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_" + os.path.basename(path))
-    os.close(fd)
-    try:
-        paddle.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with errors_naming(path):
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_" + os.path.basename(path))
+        os.close(fd)
+        try:
+            paddle.save(obj, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 def save_folder_atomic(files, folder):
     """Write {file name: object} as the folder `folder`, all or nothing: .json files as
     JSON, bytes as they are, others with paddle.save, into a temporary sibling folder that
     replaces `folder` once every file is written."""
+    with errors_naming(folder):
+        _save_folder(files, folder)
+
+
+def _save_folder(files, folder):
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp_" + os.path.basename(folder))
@@ -69,14 +111,35 @@ def save_folder_atomic(files, folder):
             shutil.rmtree(tmp)
 
 
+def recover_interrupted_saves(parent):
+    """Undo what a kill in the middle of save_folder_atomic left in `parent`; returns what
+    was done, one line each. A kill between its two renames leaves the folder missing and the
+    previous version in .old_<name>XXXXXXXX/x: that is moved back. Temporary folders of
+    unfinished saves (.tmp_*) and left-over .old_* folders are deleted."""
+    done = []
+    entries = sorted(os.listdir(parent)) if os.path.isdir(parent) else []
+    for entry in entries:
+        path = os.path.join(parent, entry)
+        if not os.path.isdir(path) or not entry.startswith((".old_", ".tmp_")):
+            continue
+        folder = os.path.join(parent, entry[len(".old_"):-8])  # mkdtemp adds 8 characters
+        if entry.startswith(".old_") and os.path.isdir(os.path.join(path, "x")) and not os.path.exists(folder):
+            os.replace(os.path.join(path, "x"), folder)
+            done.append("restored {} from {} (a save was interrupted)".format(folder, path))
+        shutil.rmtree(path)
+        done.append("deleted {}, left by an interrupted save".format(path))
+    return done
+
+
 def read_weights(path):
-    """{name: array or value} of a .pdparams file, with errors that name the file."""
+    """{name: array or value} of a .pdparams file, read without running code from it;
+    errors name the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError("weights file not found: {}".format(path))
-    try:
-        return paddle.load(path, return_numpy=True)
-    except Exception as e:  # paddle raises assorted types for corrupt files
-        raise ValueError("cannot read weights file {}: {}".format(path, e)) from None
+    saved = load_paddle_pickle(path)
+    if not isinstance(saved, dict):
+        raise ValueError("{} holds a {}, not a dict of weights".format(path, type(saved).__name__))
+    return saved
 
 
 def load_weights(layer, path):
@@ -105,3 +168,30 @@ def pick_device(opt):
         raise SystemExit("--device gpu: this Paddle build sees no GPU (install paddlepaddle-gpu "
                          "or use --device cpu)")
     return "gpu" if has_gpu else "cpu"
+def rng_state_json():
+    """Paddle's random-generator state as JSON-able lists (JSON cannot carry code, a pickle can)."""
+    return [list(state.__getstate__()) for state in paddle.get_rng_state()]
+
+
+def read_rng_state(folder):
+    """The generator state saved in `folder`: rng_state.json, or the rng_state.pkl of older
+    checkpoints read by the restricted unpickler. ValueError naming the file otherwise."""
+    path = os.path.join(folder, "rng_state.json")
+    if os.path.isfile(path):
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ValueError("cannot read {}: {}".format(path, e)) from None
+    else:
+        path = os.path.join(folder, "rng_state.pkl")
+        saved = load_paddle_pickle(path)
+    states = []
+    try:
+        for device, seed, offset, engine in saved:
+            state = paddle.base.libpaddle.GeneratorState.__new__(paddle.base.libpaddle.GeneratorState)
+            state.__setstate__((int(device), int(seed), int(offset), [int(c) for c in engine]))
+            states.append(state)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError("{} is not a random-generator state: {}".format(path, e)) from None
+    return states

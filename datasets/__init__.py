@@ -7,16 +7,18 @@ Reproducible use (the same batches for any num_workers)::
                                      is_train=True, seed=seed)
     sampler = SeededBatchSampler(len(dataset), batch_size, shuffle=True, drop_last=True,
                                  seed=seed, num_replicas=world_size, rank=rank)
-    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=n)
+    loader = Loader(dataset, batch_sampler=sampler, num_workers=n)  # a paddle.io.DataLoader
     for epoch in range(num_epochs):
         dataset.set_epoch(epoch)   # before iter(loader): workers copy the dataset then
         sampler.set_epoch(epoch)
         for inputs in loader: ...
 
+A sample that cannot be loaded raises DataError (naming the file) in the main process.
 Paddle's default collate stacks the dict items (tuple keys included) into tensors.
 """
 from .folder_dataset import FolderDataset
 from .kitti_dataset import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset, KITTITestImages
+from .loader import DataError, Loader
 from .mono_dataset import MonoDataset
 from .sampler import SeededBatchSampler
 

@@ -5,6 +5,7 @@ import numpy as np
 from PIL import Image
 
 from kitti_utils import load_velodyne_points, project_depth_map, velo_to_image
+from .loader import DataError
 from .mono_dataset import MonoDataset
 
 
@@ -130,7 +131,7 @@ class KITTIDepthDataset(KITTIDataset):
             with Image.open(path) as img:
                 depth = img.resize(self.full_res_shape, Image.NEAREST)
         except (OSError, SyntaxError, ValueError) as e:
-            raise ValueError(f"cannot read ground-truth depth {path}: {e}") from None
+            raise DataError(f"cannot read ground-truth depth {path}: {e}") from None
         depth = np.array(depth).astype(np.float32) / 256
         return np.fliplr(depth) if do_flip else depth
 

@@ -12,9 +12,12 @@ import warnings
 
 import numpy as np
 import paddle
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+from utils import to_rgb
 
 from .color_jitter import apply_jitter, draw_jitter
+from .loader import DataError
 
 
 def pil_loader(path):
@@ -25,9 +28,11 @@ def pil_loader(path):
             img.load()
     except FileNotFoundError:
         raise FileNotFoundError(f"image not found: {path}") from None
+    except UnidentifiedImageError:
+        raise DataError(f"cannot decode image {path}: not an image (empty, or an unknown format)") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot decode image {path}: {e}") from None
-    return img if img.mode == "RGB" else img.convert("RGB")
+        raise DataError(f"cannot decode image {path}: {e}") from None
+    return to_rgb(img, path)
 
 
 def to_float_chw(img):

@@ -411,3 +411,16 @@ def test_registry_names_its_datasets():
     assert dataset_class("kitti") is KITTIRAWDataset and dataset_class("kitti_odom") is KITTIOdomDataset
     with pytest.raises(ValueError, match="unknown dataset 'kitty': choose from " + ", ".join(sorted(DATASETS))):
         dataset_class("kitty")
+def test_images_of_other_modes_are_read_as_rgb_or_refused(tmp_path):
+    from datasets.mono_dataset import pil_loader
+    gray = np.random.default_rng(3).integers(0, 256, (8, 12)).astype(np.uint16)
+    Image.fromarray(gray * 257).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    np.testing.assert_array_equal(np.asarray(pil_loader(str(tmp_path / "deep.png"))),
+                                  np.repeat(gray.astype(np.uint8)[:, :, None], 3, axis=2))
+    rgba = np.random.default_rng(4).integers(0, 256, (8, 12, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(np.asarray(pil_loader(str(tmp_path / "rgba.png"))), rgba[:, :, :3])
+    Image.fromarray(gray.astype(np.int32), "I").save(tmp_path / "int.tif")
+    with pytest.raises(ValueError, match="int.tif is a 32-bit integer image of unknown range"):
+        pil_loader(str(tmp_path / "int.tif"))

@@ -215,6 +215,8 @@ def test_prefetched_yields_in_order_and_raises_the_readers_error():
     (["--exported"], "give the model with"),
     (["--load_weights_folder", "w", "--backend", "paddle"], "add --exported"),
 ])
+
+
 def test_model_flag_errors(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         demo.main(["--image_path", "x.png"] + args)
@@ -324,3 +326,16 @@ def test_depth_video_puts_each_frame_beside_its_disparity(stereo_weights, tmp_pa
     assert abs(int(np.median(frames[2][:, :96])) - 140) <= 8  # the input on the left (two lossy codecs)
     with Image.open(tmp_path / "out" / "clip_000002_disp.jpeg") as jpeg:  # its colours on the right
         assert np.abs(frames[2][:, 96:].astype(int) - np.asarray(jpeg, dtype=int)).mean() < 12
+
+
+def test_a_16_bit_grayscale_png_gives_the_result_of_its_8_bit_version(stereo_weights, tmp_path, capsys):
+    gray = np.random.default_rng(2).integers(0, 256, (40, 100)).astype(np.uint16)
+    Image.fromarray(gray * 257).save(tmp_path / "deep.png")  # mode I;16, 0..65535
+    Image.fromarray(gray.astype(np.uint8)).convert("RGB").save(tmp_path / "flat.png")
+    for name in ("deep", "flat"):
+        run_demo("--image_path", tmp_path / (name + ".png"), "--load_weights_folder", stereo_weights)
+    np.testing.assert_array_equal(np.load(tmp_path / "deep_disp.npy"), np.load(tmp_path / "flat_disp.npy"))
+    Image.fromarray(gray.astype(np.float32)).save(tmp_path / "float.tif")  # mode F: range unknown
+    err = run_demo_error(capsys, "--image_path", tmp_path / "float.tif", "--load_weights_folder", stereo_weights)
+    assert "float.tif is a 32-bit float image of unknown range" in err
+    assert not (tmp_path / "float_disp.npy").exists()

@@ -245,6 +245,8 @@ def test_bad_disparity_files(tmp_path, splits):
     (["--eval_mono", "--exported"], "--exported without a path exports the network of --load_weights_folder"),
     (["--eval_mono", "--load_weights_folder", "w", "--precision", "bf16"], "add --exported"),
 ])
+
+
 def test_bad_flag_combinations(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         evaluate_depth.main(args)
@@ -315,6 +317,8 @@ def test_network_run_saves_disparities_and_json(run, weights, capsys):
 
 
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "paddle"])
+
+
 def test_exported_model_gives_the_eager_metrics(run, weights, backend, capsys):
     """float32 through every installed backend: the seven metrics within 1e-6 of the eager
     network's, mono (median scaling) and stereo with post-processing."""
@@ -450,3 +454,18 @@ def test_split_table_and_folders(drive, weights, tmp_path, capsys):
     assert result["split"] == "my_split" and result["num_images"] == 3
     with open(os.path.join(weights, "eval_depth_my_split.json")) as f:
         assert json.load(f) == result
+@pytest.mark.parametrize("values, message", [
+    ((0, 0), "2 of 2 images have no positive disparity"),
+    ((np.nan, 0.5), "600 of 1200 disparities are NaN or infinite (first in image 0)"),
+    ((0.5, np.inf), "600 of 1200 disparities are NaN or infinite (first in image 1)"),
+])
+
+
+def test_disparities_that_give_no_metrics_exit_1(tmp_path, splits, capsys, values, message):
+    splits("synthetic", [np.full((20, 30), 10, np.float32)] * 2)
+    path = disparities(tmp_path, *values)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_depth.main(["--eval_mono", "--eval_split", "synthetic", "--ext_disp_to_eval", path])
+    assert exit_info.value.code == 1
+    assert "--ext_disp_to_eval {}: {}".format(path, message) in capsys.readouterr().err
+    assert not (tmp_path / "eval_depth_synthetic.json").exists()

@@ -91,7 +91,7 @@ def test_bad_ground_truth_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="export_gt_depth.py"):
         GroundTruth(str(tmp_path / "none.npz"))
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="cannot read ground truth"):
+    with pytest.raises(ValueError, match="junk.npz is damaged or truncated .*: re-create it with export_gt_depth.py"):
         GroundTruth(str(tmp_path / "junk.npz"))
     np.savez(tmp_path / "other.npz", x=np.zeros(2))
     with pytest.raises(ValueError, match="not a ground-truth file"):
@@ -129,3 +129,40 @@ def test_command_line(drive, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         export_gt_depth.main(["--data_path", drive["root"], "--split", "benchmark"])
     assert exit_info.value.code == 2  # argparse: no ground truth for the benchmark split
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_file_is_named_with_the_fix(drive, tmp_path, damage):
+    path = export_gt_depths(drive["root"], "synthetic", drive["splits"])
+    data = bytearray(open(path, "rb").read())
+    if damage == "truncate":
+        data = data[:len(data) * 2 // 3]
+    else:
+        data[len(data) // 2] ^= 0x10  # one bit inside a compressed depth map
+    broken = tmp_path / "synthetic" / "gt_depths.npz"
+    broken.parent.mkdir()
+    broken.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"{} is damaged or truncated \(.*\): re-create it with "
+                                         r"export_gt_depth.py --split synthetic".format(broken)):
+        gt = GroundTruth(str(broken))
+        [gt[i] for i in range(len(gt))]
+
+
+def test_a_truncated_scan_stops_the_export_and_keeps_the_previous_file(drive, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(export_gt_depth, "SPLITS_DIR", drive["splits"])
+    previous = export_gt_depths(drive["root"], "synthetic", drive["splits"])
+    before = open(previous, "rb").read()
+    scan = os.path.join(drive["root"], drive["folder"], "velodyne_points", "data", "0000000001.bin")
+    whole = open(scan, "rb").read()
+    try:
+        with open(scan, "wb") as f:
+            f.write(whole[:-14])  # whole points and half a float, which np.fromfile drops
+        with pytest.raises(SystemExit) as exit_info:
+            export_gt_depth.main(["--data_path", drive["root"], "--split", "synthetic"])
+    finally:
+        with open(scan, "wb") as f:
+            f.write(whole)
+    assert exit_info.value.code == 1
+    assert "{} holds {} bytes, not a multiple of 16".format(scan, len(whole) - 14) in capsys.readouterr().err
+    assert open(previous, "rb").read() == before
+    assert sorted(os.listdir(os.path.dirname(previous))) == ["gt_depths.npz", "test_files.txt"]

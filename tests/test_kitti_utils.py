@@ -114,8 +114,12 @@ def test_load_velodyne_points_is_homogeneous_and_checks_size(tmp_path):
     pts = load_velodyne_points(write_scan(tmp_path / "a.bin", [[1, 2, 3], [4, 5, 6]]))
     assert pts.dtype == np.float32 and pts.tolist() == [[1, 2, 3, 1], [4, 5, 6, 1]]
     np.arange(6, dtype=np.float32).tofile(tmp_path / "bad.bin")
-    with pytest.raises(ValueError, match="bad.bin holds 6 floats"):
+    with pytest.raises(ValueError, match="bad.bin holds 24 bytes, not a multiple of 16"):
         load_velodyne_points(str(tmp_path / "bad.bin"))
+    with open(tmp_path / "a.bin", "rb") as f:  # one whole point and half a float (np.fromfile drops it)
+        (tmp_path / "cut.bin").write_bytes(f.read()[:18])
+    with pytest.raises(ValueError, match="cut.bin holds 18 bytes, not a multiple of 16"):
+        load_velodyne_points(str(tmp_path / "cut.bin"))
 
 
 def test_sub2ind_keeps_the_reference_row_stride_of_width_minus_one():

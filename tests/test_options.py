@@ -32,6 +32,22 @@ def test_defaults_are_the_reference_defaults():
     ("--scales 0 4", "--scales must be among 0 1 2 3"),
     ("--scales 1 2", "include 0"),
     ("--min_depth 10 --max_depth 5", "0 < --min_depth < --max_depth"),
+    ("--batch_size 0", "--batch_size must be >= 1, got 0"),
+    ("--num_epochs -2", "--num_epochs must be >= 1, got -2"),
+    ("--num_workers -1", "--num_workers must be >= 0, got -1"),
+    ("--learning_rate nan", "--learning_rate must be > 0, got nan"),
+    ("--learning_rate 0", "--learning_rate must be > 0, got 0.0"),
+    ("--learning_rate inf", "--learning_rate must be > 0, got inf"),
+    ("--scheduler_step_size 0", "--scheduler_step_size must be >= 1"),
+    ("--log_frequency 0", "--log_frequency must be >= 1"),
+    ("--save_frequency 0", "--save_frequency must be >= 1"),
+    ("--checkpoint_minutes -1", "--checkpoint_minutes must be >= 0"),
+    ("--checkpoint_minutes nan", "--checkpoint_minutes must be >= 0, got nan"),
+    ("--disparity_smoothness -0.1", "--disparity_smoothness must be >= 0"),
+    ("--max_depth nan", "--max_depth must be > 0, got nan"),
+    ("--pred_depth_scale_factor 0", "--pred_depth_scale_factor must be > 0"),
+    ("--seed -1", "--seed must be >= 0"),
+    ("--seed 4294967296", "--seed must be below 2**32"),
 ])
 def test_inconsistent_options_stop_with_a_usage_error(args, message, capsys):
     with pytest.raises(SystemExit) as stop:

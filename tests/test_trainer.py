@@ -1,4 +1,5 @@
 """The training step for every option, its replay of per-pixel choices, the schedule and checkpoints."""
+import errno
 import os
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 
 from options import MonodepthOptions
 from model import MonodepthModel
-from trainer import lr_factor
+from trainer import Trainer, lr_factor
 from utils import load_weights, save_folder_atomic
 
 
@@ -123,11 +124,11 @@ def test_checkpoint_folder_is_written_whole_or_not_at_all(tmp_path, monkeypatch)
 
     def crash_on_second(obj, path, *args, **kwargs):
         if path.endswith("b.pdparams"):
-            raise OSError("disk full")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # no file name, as a full disk says
         return real_save(obj, path, *args, **kwargs)
 
     monkeypatch.setattr(paddle, "save", crash_on_second)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="cannot write {}: No space left on device".format(folder)):
         save_folder_atomic({"a.pdparams": {"w": np.zeros(2, np.float32)}, "b.pdparams": {}}, folder)
     assert sorted(os.listdir(tmp_path)) == ["weights_0"]
     assert sorted(os.listdir(folder)) == ["a.pdparams"]
@@ -148,3 +149,11 @@ def test_load_weights_names_the_file_on_mismatch(tmp_path):
         load_weights(DepthDecoder(encoder.num_ch_enc), path)
     with pytest.raises(FileNotFoundError, match="depth.pdparams"):
         load_weights(encoder, str(tmp_path / "depth.pdparams"))
+
+
+@pytest.mark.parametrize("log_dir", ["a_file/logs", "/proc/no_such_folder"])
+def test_a_log_dir_that_cannot_be_written_is_a_clear_error(tmp_path, monkeypatch, log_dir):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit, match="--log_dir {}: cannot write {}/mdp: ".format(log_dir, log_dir)):
+        Trainer(MonodepthOptions().parse(["--log_dir", log_dir, "--weights_init", "scratch"]))

@@ -1,0 +1,112 @@
+"""The run folder of the training loop: an earlier run is continued or replaced only when
+asked, --resume keeps the options, an interrupted checkpoint save is repaired at the next
+start, and a non-finite loss says which checkpoint exists."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import utils
+from options import MonodepthOptions
+from trainer import Trainer
+
+
+
+@pytest.fixture
+def trainer(tiny_drive, tmp_path):
+    """Trainer(extra options) of the run "run" on the tiny_drive, at 64x192, stereo only."""
+    def make(*extra):
+        return Trainer(MonodepthOptions().parse([
+            "--data_path", tiny_drive, "--split", os.path.join(tiny_drive, "splits"), "--height", "64",
+            "--width", "192",
+            "--batch_size", "2", "--num_epochs", "1", "--weights_init", "scratch", "--frame_ids", "0",
+            "--use_stereo", "--num_workers", "0", "--seed", "1", "--log_dir", str(tmp_path / "logs"),
+            "--model_name", "run"] + list(extra)))
+    return make
+
+
+def test_an_earlier_run_is_only_continued_or_replaced_when_asked(trainer, tmp_path):
+    trainer()
+    models = tmp_path / "logs" / "run" / "models"
+    (models / "weights_0").mkdir()
+    with pytest.raises(SystemExit, match=r"logs/run already holds a run \(models, train, val\): continue it with "
+                                         r"--resume, or start it again with --overwrite"):
+        trainer()
+    assert (models / "weights_0").is_dir()
+    with pytest.raises(SystemExit):
+        MonodepthOptions().parse(["--resume", "--overwrite"])
+    trainer("--overwrite")
+    assert not (models / "weights_0").exists() and (models / "opt.json").is_file()
+
+
+def test_resume_refuses_options_that_change_the_run(trainer):
+    trainer().save_last(0, 1)
+    with pytest.raises(SystemExit, match=r"has other options: --height 64 \(now 96\), --width 192 \(now 320\), "
+                                         r"--learning_rate 0.0001 \(now 0.001\)"):
+        trainer("--resume", "--height", "96", "--width", "320", "--learning_rate", "1e-3")
+    resumed = trainer("--resume", "--num_workers", "2", "--num_epochs", "3")  # these do not change the run
+    assert (resumed.epoch, resumed.start_batch) == (0, 1)
+
+
+@pytest.mark.parametrize("killed_at", ["between the renames", "deleting the old folder"])
+def test_a_save_killed_midway_is_repaired_at_the_next_start(trainer, tmp_path, monkeypatch, capsys, killed_at):
+    first = trainer()
+    first.save_last(0, 1)
+    models = tmp_path / "logs" / "run" / "models"
+    saved = utils.read_weights(str(models / "last" / "depth.pdparams"))
+    first.step = 99
+    real_replace, real_rmtree, renames = os.replace, shutil.rmtree, []
+
+    def kill_at_second_rename(src, dst):
+        renames.append(dst)
+        if len(renames) == 2:
+            raise KeyboardInterrupt  # stands for a kill -9
+        real_replace(src, dst)
+
+    def kill_at_deleting_the_old_folder(path, *args, **kwargs):
+        if ".old_" in str(path):
+            raise KeyboardInterrupt
+        real_rmtree(path, *args, **kwargs)
+
+    if killed_at == "between the renames":
+        monkeypatch.setattr(os, "replace", kill_at_second_rename)
+        monkeypatch.setattr(shutil, "rmtree", lambda *args, **kwargs: None)  # a kill cleans nothing up
+    else:
+        monkeypatch.setattr(shutil, "rmtree", kill_at_deleting_the_old_folder)
+    with pytest.raises(KeyboardInterrupt):
+        first.save_last(0, 2)
+    monkeypatch.undo()
+    left = sorted(os.listdir(models))
+    assert any(n.startswith(".old_last") for n in left)
+    (models / ".tmp_lastABCDEFGH").mkdir()  # an older half-written save
+    (models / ".tmp_lastABCDEFGH" / "encoder.pdparams").write_bytes(b"half")
+
+    resumed = trainer("--resume")
+    out = capsys.readouterr().out
+    assert sorted(os.listdir(models)) == ["last", "opt.json"]
+    state = json.load(open(models / "last" / "trainer.json"))
+    if killed_at == "between the renames":  # the previous checkpoint is back
+        assert "restored {}".format(models / "last") in out
+        assert (state["batch"], resumed.start_batch, resumed.step) == (1, 1, 0)
+        np.testing.assert_array_equal(utils.read_weights(str(models / "last" / "depth.pdparams"))
+                                      ["decoder.0.conv.conv.weight"], saved["decoder.0.conv.conv.weight"])
+    else:  # the new one was complete
+        assert (state["batch"], resumed.start_batch, resumed.step) == (2, 2, 99)
+    assert "left by an interrupted save" in out
+
+
+def test_a_non_finite_loss_says_which_checkpoint_exists(trainer, tmp_path):
+    for checkpoint in (False, True):
+        run = trainer("--overwrite")
+        if checkpoint:
+            run.save_last(0, 0)
+        bias = run.models["depth"].convs[("dispconv", 0)].conv.bias
+        bias.set_value(np.full(bias.shape, np.nan, np.float32))
+        with pytest.raises(SystemExit) as stop:
+            run.train()
+        last = tmp_path / "logs" / "run" / "models" / "last"
+        expected = ("the last checkpoint is {} (epoch 0, batch 0): --resume continues from it".format(last)
+                    if checkpoint else "no checkpoint has been written yet (there is no {})".format(last))
+        assert str(stop.value).endswith(expected)
