@@ -114,7 +114,7 @@ def test_every_loader_refuses_a_crafted_file(tmp_path, marker, monkeypatch):
     for name in ("encoder", "depth", "pose_encoder", "pose"):
         write_crafted(folder / (name + ".pdparams"), marker)
     opt = MonodepthOptions().parse(["--num_layers", "18"])
-    for load in (lambda: evaluate_depth.load_depth_network(opt, str(folder)),
+    for load in (lambda: evaluate_depth.load_network(opt, str(folder)),
                  lambda: evaluate_pose.load_pose_network(opt, str(folder)),
                  lambda: export_model.load_depth_net(str(folder))):
         with pytest.raises(ValueError, match=REFUSED):
