@@ -28,11 +28,14 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
+from datasets.mono_dataset import RESAMPLING
 from evaluate_depth import STEREO_SCALE_FACTOR
 from export_model import load_depth_net
 from layers import disp_to_depth
 from trainer import pick_device
+from utils import progress
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MODELS_DIR = os.path.join(ROOT, "models")
@@ -80,7 +83,13 @@ def fetch_released_model(name, models_dir=MODELS_DIR, download=urllib.request.ur
         if not (os.path.isfile(archive) and md5sum(archive) == md5):
             os.makedirs(models_dir, exist_ok=True)
             print("-> Downloading {} to {}".format(RELEASE_URL + file_name, archive))
-            download(RELEASE_URL + file_name, archive + ".part")
+            try:
+                download(RELEASE_URL + file_name, archive + ".part")
+            except OSError as err:  # urllib's URLError offline
+                raise FileNotFoundError(
+                    "cannot download {} ({}): download it on another machine and put it at {} (it is "
+                    "checked, unzipped and converted there on the next run)".format(
+                        RELEASE_URL + file_name, getattr(err, "reason", err), archive)) from None
             os.replace(archive + ".part", archive)
             if md5sum(archive) != md5:
                 raise ValueError("{} has md5 {}, expected {}: the download is damaged; delete it "
@@ -124,6 +133,18 @@ def read_video(path):
         raise ValueError("no frame could be read from the video {}".format(path))
 
 
+def video_length(path):
+    """The number of frames the video's header announces, None when it does not say."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    capture = cv2.VideoCapture(path)
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    return count if count > 0 else None
+
+
 def open_image(path):
     try:
         with Image.open(path) as image:
@@ -134,22 +155,24 @@ def open_image(path):
 
 
 def find_inputs(image_path, ext):
-    """(default output folder, iterator of (name, RGB image)) for an image, a folder of
-    images with extension `ext` (this demo's own outputs excepted) or a video."""
+    """(default output folder, iterator of (name, RGB image), their number or None) for an
+    image, a folder of images with extension `ext` (this demo's own outputs excepted) or a
+    video."""
     if os.path.isdir(image_path):
         paths = sorted(p for p in glob.glob(os.path.join(image_path, "*." + ext.lstrip(".")))
                        if not os.path.splitext(p)[0].endswith("_disp"))
         if not paths:
             raise ValueError("no *.{} images in {} (see --ext)".format(ext.lstrip("."), image_path))
         items = ((os.path.splitext(os.path.basename(p))[0], open_image(p)) for p in paths)
-        return image_path, items
+        return image_path, items, len(paths)
     if not os.path.isfile(image_path):
         raise FileNotFoundError("--image_path {}: no such file or folder".format(image_path))
     stem, suffix = os.path.splitext(os.path.basename(image_path))
     folder = os.path.dirname(image_path)
     if suffix.lower() in VIDEO_EXTENSIONS:
-        return folder, (("{}_{:06d}".format(stem, i), frame) for i, frame in read_video(image_path))
-    return folder, iter([(stem, open_image(image_path))])
+        return folder, (("{}_{:06d}".format(stem, i), frame) for i, frame in read_video(image_path)), \
+            video_length(image_path)
+    return folder, iter([(stem, open_image(image_path))]), 1
 
 
 def load_model(args, device):
@@ -183,10 +206,11 @@ def check_metric(args, info):
                      "a metric scale; add --force_metric_depth to write the depth anyway".format(why))
 
 
-def predict_image(predict, info, image):
-    """(scale-0 disparity at the network's size, disparity resized to the image's size)."""
+def predict_image(predict, info, image, resize="lanczos"):
+    """(scale-0 disparity at the network's size, disparity resized to the image's size);
+    `resize` is how the image is brought to the network's size (--resize)."""
     width, height = image.size
-    resized = image.resize((info["width"], info["height"]), Image.LANCZOS)
+    resized = image.resize((info["width"], info["height"]), RESAMPLING[resize])
     batch = (np.asarray(resized, dtype=np.float32) / 255).transpose(2, 0, 1)[None]
     disp = predict(batch)
     full = F.interpolate(paddle.to_tensor(disp), size=[height, width], mode="bilinear",
@@ -195,7 +219,7 @@ def predict_image(predict, info, image):
 
 
 def run(args):
-    default_dir, items = find_inputs(args.image_path, args.ext)
+    default_dir, items, total = find_inputs(args.image_path, args.ext)
     device = pick_device(argparse.Namespace(no_cuda=args.no_cuda, device="auto"))
     paddle.set_device(device)
     predict, info = load_model(args, device)
@@ -203,8 +227,8 @@ def run(args):
     output_dir = args.output_dir or default_dir or "."
     os.makedirs(output_dir, exist_ok=True)
     count = 0
-    for name, image in items:
-        disp, disp_full = predict_image(predict, info, image)
+    for name, image in progress(items, total=total, desc="demo"):
+        disp, disp_full = predict_image(predict, info, image, args.resize)
         scaled_disp, depth = disp_to_depth(disp, MIN_DEPTH, MAX_DEPTH)
         if args.pred_metric_depth:
             npy = os.path.join(output_dir, name + "_depth.npy")
@@ -215,7 +239,7 @@ def run(args):
         jpeg = os.path.join(output_dir, name + "_disp.jpeg")
         Image.fromarray(colorize(disp_full)).save(jpeg)
         count += 1
-        print("   {}: {} and {}".format(count, jpeg, npy))
+        tqdm.write("   {}: {} and {}".format(count, jpeg, npy))
     print("-> Done: {} image{}".format(count, "" if count == 1 else "s"))
     return count
 
@@ -238,6 +262,9 @@ def parse_args(argv=None):
     parser.add_argument("--force_metric_depth", action="store_true",
                         help="with --pred_metric_depth, accept weights not trained with stereo")
     parser.add_argument("--output_dir", help="where to write the outputs (default: beside the input)")
+    parser.add_argument("--resize", default="lanczos", choices=list(RESAMPLING),
+                        help="how images are resized to the network's input: lanczos (the reference's "
+                             "weights and this project's) or nearest (the published Paddle port's weights)")
     return parser, parser.parse_args(argv)
 
 

@@ -22,12 +22,13 @@ from PIL import Image
 
 import network
 from datasets import KITTIRAWDataset
+from datasets.mono_dataset import MissingFilesError
 from export_gt_depth import GroundTruth
 from layers import compute_depth_errors, disp_to_depth
 from options import MonodepthOptions
 from torch_weights import resnet_depth
 from trainer import pick_device
-from utils import load_weights, read_weights, readlines
+from utils import load_weights, progress, read_weights, readlines
 
 SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")
 MIN_DEPTH = 1e-3
@@ -172,10 +173,16 @@ def read_encoder_file(path, num_layers):
 
 def split_dataset(opt, split_lines, height, width):
     ext = ".png" if opt.png else ".jpg"
+    data_path = os.path.expanduser(opt.data_path)
+    images = SplitImages
     if opt.eval_split == "benchmark":
-        lines = [line if len(line.split()) == 3 else line + " l" for line in split_lines]
-        return BenchmarkSplitImages(opt.data_path, lines, height, width, [0], 1, img_ext=ext)
-    return SplitImages(opt.data_path, split_lines, height, width, [0], 1, img_ext=ext)
+        split_lines = [line if len(line.split()) == 3 else line + " l" for line in split_lines]
+        images = BenchmarkSplitImages
+    try:
+        return images(data_path, split_lines, height, width, [0], 1, img_ext=ext, resize=opt.resize)
+    except MissingFilesError as e:
+        raise FileNotFoundError("--data_path {} lacks images of --eval_split {}: {}{}".format(
+            opt.data_path, opt.eval_split, e.summary, "" if opt.png else " (PNG images need --png)")) from None
 
 
 def predict_disparities(opt, folder, split_lines):
@@ -190,9 +197,11 @@ def predict_disparities(opt, folder, split_lines):
     print("-> Computing predictions with size {}x{}".format(width, height))
     disps = []
     start = time.time()
-    with paddle.no_grad():
+    bar = progress(total=len(dataset), desc="predicting")
+    with paddle.no_grad(), bar:
         for inputs in loader:
             color = inputs[("color", 0, 0)]
+            bar.update(color.shape[0])
             if opt.post_process:
                 color = paddle.concat([color, paddle.flip(color, [3])], axis=0)
             disp = decoder(encoder(color))[("disp", 0)]
@@ -244,9 +253,13 @@ def write_benchmark_pngs(disps, folder):
         Image.fromarray(depth).save(os.path.join(folder, "{:010d}.png".format(i)))
 
 
-def load_ground_truth(opt, split_lines, count):
-    """The split's gt_depths.npz, checked against the split and the number of predictions."""
+def load_ground_truth(opt, split_lines):
+    """The split's gt_depths.npz, checked against the split (before any prediction is made:
+    a missing file says which command creates it)."""
     path = os.path.join(SPLITS_DIR, opt.eval_split, "gt_depths.npz")
+    if not os.path.isfile(path):
+        raise FileNotFoundError("ground truth not found: {}; create it with python export_gt_depth.py "
+                                "--data_path KITTI_RAW --split {}".format(path, opt.eval_split))
     gt = GroundTruth(path)
     if gt.split is not None and gt.split != opt.eval_split:
         raise ValueError("{} was exported for --split {}, not {}: re-run export_gt_depth.py --split {}".format(
@@ -254,10 +267,13 @@ def load_ground_truth(opt, split_lines, count):
     if gt.lines is not None and split_lines is not None and gt.lines != split_lines:
         raise ValueError("{} was exported from another test_files.txt than the current one of split {}: "
                          "re-run export_gt_depth.py".format(path, opt.eval_split))
+    return gt
+
+
+def check_count(gt, count):
     if len(gt) != count:
         raise ValueError("{} holds {} depth maps but there are {} predictions (a file for another split, "
-                         "or --eval_eigen_to_benchmark missing?)".format(path, len(gt), count))
-    return gt
+                         "or --eval_eigen_to_benchmark missing?)".format(gt.path, len(gt), count))
 
 
 def compute_metrics(opt, disps, gt):
@@ -319,9 +335,12 @@ def evaluate(opt):
     check_eval_options(opt)
     split_file = os.path.join(SPLITS_DIR, opt.eval_split, "test_files.txt")
     split_lines = readlines(split_file) if os.path.isfile(split_file) else None
+    scored = not opt.no_eval and opt.eval_split != "benchmark"
+    gt = load_ground_truth(opt, split_lines) if scored else None
     if opt.ext_disp_to_eval is None:
         if split_lines is None:
-            raise FileNotFoundError("split file not found: {}".format(split_file))
+            raise FileNotFoundError("split file not found: {}; python tools/get_splits.py fetches the "
+                                    "standard splits".format(split_file))
         folder = weights_folder(opt)
         paddle.set_device(pick_device(opt))
         disps = predict_disparities(opt, folder, split_lines)
@@ -350,7 +369,7 @@ def evaluate(opt):
         print("-> No ground truth is available for the KITTI benchmark, so not evaluating. Done.")
         return None
 
-    gt = load_ground_truth(opt, split_lines, len(disps))
+    check_count(gt, len(disps))
     print("-> Evaluating")
     metrics, ratios = compute_metrics(opt, disps, gt)
     result = report(opt, metrics, ratios, results_dir, len(disps))

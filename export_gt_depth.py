@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from kitti_utils import generate_depth_map
-from utils import readlines
+from utils import progress, readlines
 
 SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")
 # Splits whose ground truth comes from velodyne scans, and from the benchmark's PNGs.
@@ -74,7 +74,8 @@ def export_gt_depths(data_path, split, splits_dir=SPLITS_DIR):
             split, ", ".join(VELODYNE_SPLITS + PNG_SPLITS)))
     split_file = os.path.join(splits_dir, split, "test_files.txt")
     if not os.path.isfile(split_file):
-        raise FileNotFoundError("split file not found: {}".format(split_file))
+        raise FileNotFoundError("split file not found: {}; python tools/get_splits.py fetches the "
+                                "standard splits".format(split_file))
     lines = readlines(split_file)
     if not lines:
         raise ValueError("{} has no lines".format(split_file))
@@ -91,7 +92,8 @@ def export_gt_depths(data_path, split, splits_dir=SPLITS_DIR):
 
     print("Exporting ground truth depths for {}".format(split))
     out = os.path.join(splits_dir, split, "gt_depths.npz")
-    save_gt_depths(out, split, lines, (read_gt(data_path, split, *item) for item in items))
+    depths = (read_gt(data_path, split, *item) for item in progress(items, desc="ground truth"))
+    save_gt_depths(out, split, lines, depths)
     print("Saved {} depth maps to {}".format(len(lines), out))
     return out
 

@@ -27,6 +27,10 @@ class MonodepthOptions:
         add("--dataset", type=str, default="kitti",
             choices=["kitti", "kitti_odom", "kitti_depth", "kitti_test"], help="dataset to train on")
         add("--png", action="store_true", help="if set, trains from raw KITTI png files (instead of jpgs)")
+        add("--resize", type=str, default="lanczos", choices=["lanczos", "nearest"],
+            help="how images are resized to the network's input for training and evaluation: "
+                 "lanczos (the reference's) or nearest (the published Paddle port's; use it with "
+                 "that port's weights)")
         add("--height", type=int, default=192, help="input image height (a multiple of 32)")
         add("--width", type=int, default=640, help="input image width (a multiple of 32)")
         add("--disparity_smoothness", type=float, default=1e-3, help="disparity smoothness weight")
@@ -52,8 +56,11 @@ class MonodepthOptions:
         add("--predictive_mask", action="store_true",
             help="if set, uses a predictive masking scheme as in Zhou et al")
         add("--no_ssim", action="store_true", help="if set, disables ssim in the loss")
-        add("--weights_init", type=str, default="pretrained", choices=["pretrained", "scratch"],
-            help="pretrained or scratch")
+        add("--weights_init", type=str, default="pretrained",
+            help="the encoders' start: pretrained (torchvision's ImageNet weights, converted by "
+                 "tools/convert_weights.py), paddle_pretrained (paddle.vision's ImageNet weights), "
+                 "scratch, or the path of a ResNet .pdparams, torchvision .pth or the published "
+                 "Paddle port's .h5 file (extension optional)")
         add("--pose_model_input", type=str, default="pairs", choices=["pairs", "all"],
             help="how many images the pose network gets")
         add("--pose_model_type", type=str, default="separate_resnet",
@@ -63,6 +70,12 @@ class MonodepthOptions:
         add("--no_cuda", action="store_true", help="if set disables the GPU (same as --device cpu)")
         add("--device", type=str, default="auto", choices=["auto", "cpu", "gpu"],
             help="where to run: auto picks a GPU when Paddle has one")
+        add("--num_gpus", type=int, default=1,
+            help="the published Paddle port's flag: several GPUs run under "
+                 "python -m paddle.distributed.launch --gpus 0,1,... train.py (see README)")
+        add("--freeze_bn", action="store_true",
+            help="train with every network in eval mode, as the published Paddle port does: batch "
+                 "norm normalises with its running statistics and does not update them")
         add("--seed", type=int, default=None,
             help="seed for weights, sampling and augmentation (makes runs reproducible)")
         add("--num_workers", type=int, default=12, help="number of dataloader workers")
@@ -76,6 +89,9 @@ class MonodepthOptions:
 
         # logging
         add("--log_frequency", type=int, default=250, help="number of batches between each log")
+        add("--visualdl_frequency", type=int, default=None,
+            help="number of batches between VisualDL logs (images, losses); by default they follow "
+                 "the console log (--log_frequency)")
         add("--save_frequency", type=int, default=1, help="number of epochs between each save")
         add("--checkpoint_minutes", type=float, default=10,
             help="minutes between checkpoints of an unfinished epoch (models/last, for --resume)")
@@ -132,6 +148,10 @@ def check_options(opt):
     if bad_scales or 0 not in opt.scales:
         raise ValueError("--scales must be among 0 1 2 3 and include 0 (the full-resolution "
                          "prediction), got {}".format(opt.scales))
+    for name in ("num_gpus", "visualdl_frequency", "log_frequency"):
+        value = getattr(opt, name)
+        if value is not None and value < 1:
+            raise ValueError("--{} must be at least 1, got {}".format(name, value))
     if opt.min_depth <= 0 or opt.max_depth <= opt.min_depth:
         raise ValueError("need 0 < --min_depth < --max_depth, got {} and {}".format(
             opt.min_depth, opt.max_depth))

@@ -1,4 +1,4 @@
-"""Small helpers shared by the scripts: text files, time strings, images, weight files."""
+"""Small helpers shared by the scripts: text files, time strings, images, weight files, progress bars."""
 import json
 import os
 import shutil
@@ -24,6 +24,14 @@ def normalize_image(x):
     """Rescale to [0, 1] for display (a constant image maps to ~0)."""
     lo, hi = float(x.min()), float(x.max())
     return (x - lo) / (hi - lo if hi != lo else 1e5)
+
+
+def progress(iterable=None, total=None, desc=None, unit="image"):
+    """A tqdm progress bar (rate and time left) over `iterable`, drawn only when stderr is a
+    terminal; use bar.update(n) when there is no iterable."""
+    from tqdm import tqdm  # imported here: only the long-running scripts need it
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=None, dynamic_ncols=True)
 
 
 def save_atomic(obj, path):
