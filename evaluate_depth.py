@@ -258,8 +258,8 @@ def load_ground_truth(opt, split_lines):
     a missing file says which command creates it)."""
     path = os.path.join(SPLITS_DIR, opt.eval_split, "gt_depths.npz")
     if not os.path.isfile(path):
-        raise FileNotFoundError("ground truth not found: {}; create it with python export_gt_depth.py "
-                                "--data_path KITTI_RAW --split {}".format(path, opt.eval_split))
+        raise FileNotFoundError("ground truth not found: {} (create it with python export_gt_depth.py "
+                                "--data_path KITTI_RAW --split {})".format(path, opt.eval_split))
     gt = GroundTruth(path)
     if gt.split is not None and gt.split != opt.eval_split:
         raise ValueError("{} was exported for --split {}, not {}: re-run export_gt_depth.py --split {}".format(
@@ -336,7 +336,8 @@ def evaluate(opt):
     split_file = os.path.join(SPLITS_DIR, opt.eval_split, "test_files.txt")
     split_lines = readlines(split_file) if os.path.isfile(split_file) else None
     scored = not opt.no_eval and opt.eval_split != "benchmark"
-    gt = load_ground_truth(opt, split_lines) if scored else None
+    # before the network runs: a missing file stops the run at once
+    gt = load_ground_truth(opt, split_lines) if scored and opt.ext_disp_to_eval is None else None
     if opt.ext_disp_to_eval is None:
         if split_lines is None:
             raise FileNotFoundError("split file not found: {}; python tools/get_splits.py fetches the "
@@ -369,6 +370,8 @@ def evaluate(opt):
         print("-> No ground truth is available for the KITTI benchmark, so not evaluating. Done.")
         return None
 
+    if gt is None:
+        gt = load_ground_truth(opt, split_lines)
     check_count(gt, len(disps))
     print("-> Evaluating")
     metrics, ratios = compute_metrics(opt, disps, gt)

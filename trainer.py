@@ -329,9 +329,9 @@ class Trainer:
         if opt.num_gpus > 1 and opt.num_gpus != self.world_size:
             raise SystemExit(
                 "--num_gpus {0}: start one process per GPU with python -m paddle.distributed.launch "
-                "--gpus 0,...,{1} train.py ... (--batch_size is the batch of all GPUs together: the "
+                "--gpus {1} train.py ... (--batch_size is the batch of all GPUs together: the "
                 "published port's --batch_size B --num_gpus {0} is --batch_size {0}B here)".format(
-                    opt.num_gpus, opt.num_gpus - 1))
+                    opt.num_gpus, ",".join(map(str, range(opt.num_gpus)))))
         state = self.resume_state() if opt.resume else None
         self.split_file = self.find_split()  # before building the networks: fail early
         if opt.seed is None:  # drawn once and recorded, so that a resumed run continues the same way

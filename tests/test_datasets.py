@@ -404,3 +404,22 @@ def test_get_splits_copies_and_verifies_from_a_local_folder(tmp_path):
     done = subprocess.run([sys.executable, tool, "--from", str(altered), "--out", str(tmp_path / "o2"),
                            "--splits", "eigen"], capture_output=True, text=True)
     assert done.returncode != 0 and "eigen/test_files.txt: SHA-256" in done.stderr
+
+
+def test_nearest_resize_is_pils_and_the_published_ports(tmp_path):
+    """--resize nearest: every scale is PIL's nearest resize of the previous one, which is
+    what paddle.vision's Resize(interpolation='nearest') does in the published port."""
+    from paddle.vision.transforms import Resize
+    root = make_drive(tmp_path, size=(97, 41))
+    sample = raw(root, lines_for("l"), frames=[0], resize="nearest")[0]
+    lanczos = raw(root, lines_for("l"), frames=[0])[0]
+    pil = port = Image.open(os.path.join(root, DRIVE, "image_02", "data", "0000000001.png")).convert("RGB")
+    for s in range(4):
+        size = (W // 2 ** s, H // 2 ** s)
+        pil = pil.resize(size, Image.NEAREST)
+        port = Resize((size[1], size[0]), interpolation="nearest")(port)
+        np.testing.assert_array_equal(sample[("color", 0, s)], np.asarray(pil).transpose(2, 0, 1) / np.float32(255))
+        np.testing.assert_array_equal(np.asarray(port), np.asarray(pil))
+        assert not np.array_equal(sample[("color", 0, s)], lanczos[("color", 0, s)])
+    with pytest.raises(ValueError, match="resize must be one of lanczos, nearest, got 'cubic'"):
+        raw(root, lines_for("l"), frames=[0], resize="cubic")

@@ -371,3 +371,49 @@ def test_encoder_without_input_size_uses_the_options(run, weights, capsys):
     run("--eval_mono", "--no_eval", "--height", "64", "--width", "128", "--save_pred_disps")
     assert "does not record the input size: using --height 64 --width 128" in capsys.readouterr().out
     assert np.load(os.path.join(weights, "disps_synthetic_split.npy")).shape == (3, 64, 128)
+
+
+def test_missing_ground_truth_stops_before_any_prediction(drive, weights, monkeypatch, tmp_path, capsys):
+    (tmp_path / "splits" / "synthetic").mkdir(parents=True)
+    (tmp_path / "splits" / "synthetic" / "test_files.txt").write_text("\n".join(drive["lines"]) + "\n")
+    monkeypatch.setattr(evaluate_depth, "SPLITS_DIR", str(tmp_path / "splits"))
+    monkeypatch.setattr(evaluate_depth, "load_depth_network", lambda *a: pytest.fail("the network was built"))
+    with pytest.raises(FileNotFoundError, match="create it with python export_gt_depth.py --data_path KITTI_RAW "
+                                                "--split synthetic"):
+        evaluate(options("--data_path", drive["root"], "--eval_split", "synthetic", "--eval_stereo",
+                         "--load_weights_folder", weights))
+    assert "Loading weights" not in capsys.readouterr().out
+
+
+def test_missing_images_name_the_data_path_not_internal_arguments(run, tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        run("--eval_mono", "--data_path", str(tmp_path))
+    assert "--data_path {} lacks images of --eval_split synthetic".format(tmp_path) in str(err.value)
+    assert "skip_missing" not in str(err.value)
+
+
+def test_resize_nearest_feeds_the_network_pils_nearest_resize(run, weights, drive):
+    """--resize nearest: the published port's weights see the images as it resized them."""
+    path = os.path.join(weights, "encoder.pdparams")
+    state = dict(paddle.load(path), height=64, width=128)  # narrower than the 192x64 images
+    os.remove(path)
+    paddle.save(state, path)
+    run("--eval_mono", "--resize", "nearest", "--save_pred_disps", "--no_eval")
+    saved = np.load(os.path.join(weights, "disps_synthetic_split.npy"))
+    path = os.path.join(drive["root"], drive["lines"][1].split()[0], "image_02", "data", "0000000001.jpg")
+    image = Image.open(path).convert("RGB").resize((128, 64), Image.NEAREST)
+    color = paddle.to_tensor((np.asarray(image, np.float32) / 255).transpose(2, 0, 1)[None])
+    drive["encoder"].eval()
+    drive["decoder"].eval()
+    with paddle.no_grad():
+        disp = disp_to_depth(drive["decoder"](drive["encoder"](color))[("disp", 0)], 0.1, 100)[0][0, 0].numpy()
+    np.testing.assert_allclose(saved[1], disp, rtol=1e-5, atol=1e-6)
+    run("--eval_mono", "--save_pred_disps", "--no_eval")
+    assert np.abs(np.load(os.path.join(weights, "disps_synthetic_split.npy"))[1] - saved[1]).max() > 1e-3
+
+
+def test_prediction_progress_bar_on_a_terminal(run, monkeypatch):
+    from test_utils import Terminal
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    run("--eval_mono", "--no_eval")
+    assert "predicting" in sys.stderr.getvalue() and "3/3" in sys.stderr.getvalue()
