@@ -40,7 +40,8 @@ def weights(folder, name="depth"):
 def test_checkpoints_logs_and_fine_tuning_at_another_resolution(split, kitti_sample, tmp_path):
     Trainer(options(split, kitti_sample, tmp_path, "--model_name", "a")).train()
     models = tmp_path / "logs" / "a" / "models"
-    assert sorted(os.listdir(models)) == ["best", "last", "opt.json", "weights_0", "weights_1"]
+    assert sorted(os.listdir(models)) == ["best", "last", "opt.json", "weights_0", "weights_1", "weights_best"]
+    assert os.readlink(models / "weights_best") == "best"  # the published port's name
     assert sorted(os.listdir(models / "weights_1")) == [
         "adam.pdparams", "depth.pdparams", "encoder.pdparams", "pose.pdparams", "pose_encoder.pdparams"]
     encoder = weights(str(models / "weights_1"), "encoder")
