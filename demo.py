@@ -40,11 +40,13 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
 from datasets import dataset_class
+from datasets.mono_dataset import RESAMPLING
 from export_model import load_depth_net
 from layers import disp_to_depth
-from utils import pick_device, to_rgb
+from utils import pick_device, progress, to_rgb
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MODELS_DIR = os.path.join(ROOT, "models")
@@ -93,7 +95,13 @@ def fetch_released_model(name, models_dir=MODELS_DIR, download=urllib.request.ur
         if not (os.path.isfile(archive) and md5sum(archive) == md5):
             os.makedirs(models_dir, exist_ok=True)
             print("-> Downloading {} to {}".format(RELEASE_URL + file_name, archive))
-            download(RELEASE_URL + file_name, archive + ".part")
+            try:
+                download(RELEASE_URL + file_name, archive + ".part")
+            except OSError as err:  # urllib's URLError offline
+                raise FileNotFoundError(
+                    "cannot download {} ({}): download it on another machine and put it at {} (it is "
+                    "checked, unzipped and converted there on the next run)".format(
+                        RELEASE_URL + file_name, getattr(err, "reason", err), archive)) from None
             os.replace(archive + ".part", archive)
             if md5sum(archive) != md5:
                 raise ValueError("{} has md5 {}, expected {}: the download is damaged; delete it "
@@ -137,6 +145,18 @@ def read_video(path):
         raise ValueError("no frame could be read from the video {}".format(path))
 
 
+def video_length(path):
+    """The number of frames the video's header announces, None when it does not say."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    capture = cv2.VideoCapture(path)
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    return count if count > 0 else None
+
+
 def open_image(path):
     try:
         with Image.open(path) as image:
@@ -147,22 +167,24 @@ def open_image(path):
 
 
 def find_inputs(image_path, ext):
-    """(default output folder, iterator of (name, RGB image)) for an image, a folder of
-    images with extension `ext` (this demo's own outputs excepted) or a video."""
+    """(default output folder, iterator of (name, RGB image), their number or None) for an
+    image, a folder of images with extension `ext` (this demo's own outputs excepted) or a
+    video."""
     if os.path.isdir(image_path):
         paths = sorted(p for p in glob.glob(os.path.join(image_path, "*." + ext.lstrip(".")))
                        if not os.path.splitext(p)[0].endswith("_disp"))
         if not paths:
             raise ValueError("no *.{} images in {} (see --ext)".format(ext.lstrip("."), image_path))
         items = ((os.path.splitext(os.path.basename(p))[0], open_image(p)) for p in paths)
-        return image_path, items
+        return image_path, items, len(paths)
     if not os.path.isfile(image_path):
         raise FileNotFoundError("--image_path {}: no such file or folder".format(image_path))
     stem, suffix = os.path.splitext(os.path.basename(image_path))
     folder = os.path.dirname(image_path)
     if suffix.lower() in VIDEO_EXTENSIONS:
-        return folder, (("{}_{:06d}".format(stem, i), frame) for i, frame in read_video(image_path))
-    return folder, iter([(stem, open_image(image_path))])
+        return folder, (("{}_{:06d}".format(stem, i), frame) for i, frame in read_video(image_path)), \
+            video_length(image_path)
+    return folder, iter([(stem, open_image(image_path))]), 1
 
 
 def prefetched(items, depth=PREFETCH):
@@ -249,9 +271,10 @@ def check_metric(args, info):
                      "a metric scale; add --force_metric_depth to write the depth anyway".format(why))
 
 
-def network_input(image, info):
-    """The 1 x 3 x H x W float32 batch of `image` resized to the network's size."""
-    resized = image.resize((info["width"], info["height"]), Image.LANCZOS)
+def network_input(image, info, resize="lanczos"):
+    """The 1 x 3 x H x W float32 batch of `image` resized to the network's size; `resize`
+    is how (--resize)."""
+    resized = image.resize((info["width"], info["height"]), RESAMPLING[resize])
     return (np.asarray(resized, dtype=np.float32) / 255).transpose(2, 0, 1)[None]
 
 
@@ -264,7 +287,7 @@ def at_image_size(disp, image):
 
 
 def run(args):
-    default_dir, items = find_inputs(args.image_path, args.ext)
+    default_dir, items, total = find_inputs(args.image_path, args.ext)
     device = pick_device(argparse.Namespace(no_cuda=args.no_cuda, device="auto"))
     paddle.set_device(device)
     predict, info = load_model(args, device)
@@ -273,13 +296,13 @@ def run(args):
     scale = stereo_scale(info) if args.pred_metric_depth else None
     output_dir = args.output_dir or default_dir or "."
     os.makedirs(output_dir, exist_ok=True)
-    inputs = ((n, im, network_input(im, info)) for n, im in items)
+    inputs = ((n, im, network_input(im, info, args.resize)) for n, im in items)
     # a reader thread beside a network using every core slows both (DEVELOPERS.md)
     if device == "gpu" or cpu_threads.available_cores() > cpu_threads.num_threads():
         inputs = prefetched(inputs)
     count, video = 0, None
     start = time.perf_counter()
-    for name, image, batch in inputs:
+    for name, image, batch in progress(inputs, total=total, desc="demo"):
         disp = predict(batch)
         disp_full = at_image_size(disp, image)
         if args.depth_video:
@@ -296,7 +319,7 @@ def run(args):
         jpeg = os.path.join(output_dir, name + "_disp.jpeg")
         Image.fromarray(colorize(disp_full)).save(jpeg)
         count += 1
-        print("   {}: {} and {}".format(count, jpeg, npy))
+        tqdm.write("   {}: {} and {}".format(count, jpeg, npy))
     seconds = time.perf_counter() - start
     if video is not None:
         video.release()
@@ -345,6 +368,9 @@ def parse_args(argv=None):
                         "disparity (frames of one size: a video or a sequence)")
     parser.add_argument("--min_depth", type=float, help="minimum depth (default: the weights' training value)")
     parser.add_argument("--max_depth", type=float, help="maximum depth (default: the weights' training value)")
+    parser.add_argument("--resize", default="lanczos", choices=list(RESAMPLING),
+                        help="how images are resized to the network's input: lanczos (the reference's "
+                             "weights and this project's) or nearest (the published Paddle port's weights)")
     args = parser.parse_args(argv)
     weights = args.load_weights_folder or args.model_name
     if args.exported and weights:

@@ -27,12 +27,13 @@ import paddle
 from PIL import Image
 
 from datasets import Loader, dataset_class
+from datasets.mono_dataset import MissingFilesError
 from eval_splits import MAX_DEPTH, MIN_DEPTH, SPLITS_DIR, eval_split, garg_crop_mask
 from export_gt_depth import GroundTruth
 from layers import compute_depth_errors, disp_to_depth
 from network import load_depth_net
 from options import MonodepthOptions, flag_given
-from utils import errors_naming, pick_device, readlines
+from utils import errors_naming, pick_device, progress, readlines
 
 BENCHMARK_SIZE = (1216, 352)  # width, height of the depth benchmark's submissions
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
@@ -108,8 +109,13 @@ def weights_folder(opt):
 
 
 def split_dataset(opt, split, split_lines, height, width):
-    return dataset_class(split.dataset)(opt.data_path, split_lines, height, width, [0], 1, img_ext=".png" if opt.png else ".jpg",
-                   with_depth=False)
+    try:
+        return dataset_class(split.dataset)(
+            os.path.expanduser(opt.data_path), split_lines, height, width, [0], 1,
+            img_ext=".png" if opt.png else ".jpg", with_depth=False, resize=opt.resize)
+    except MissingFilesError as e:
+        raise FileNotFoundError("--data_path {} lacks images of --eval_split {}: {}{}".format(
+            opt.data_path, opt.eval_split, e.summary, "" if opt.png else " (PNG images need --png)")) from None
 
 
 def load_network(opt, folder):
@@ -156,9 +162,11 @@ def predict_disparities(opt, folder, split, split_lines, device):
     print("-> Computing predictions with size {}x{}".format(width, height))
     disps = []
     start = time.time()
-    with paddle.no_grad():
+    bar = progress(total=len(dataset), desc="predicting")
+    with paddle.no_grad(), bar:
         for inputs in loader:
             color = inputs[("color", 0, 0)]
+            bar.update(color.shape[0])
             if opt.post_process:
                 color = paddle.concat([color, paddle.flip(color, [3])], axis=0)
             disp = np.asarray(disp_to_depth(predict(color), opt.min_depth, opt.max_depth)[0][:, 0])
@@ -223,9 +231,13 @@ def write_benchmark_pngs(disps, folder, stereo_scale):
         Image.fromarray(depth).save(os.path.join(folder, "{:010d}.png".format(i)))
 
 
-def load_ground_truth(split, split_lines, count):
-    """The split's gt_depths.npz, checked against the split and the number of predictions."""
+def load_ground_truth(split, split_lines):
+    """The split's gt_depths.npz, checked against the split (before any prediction is made:
+    a missing file says which command creates it)."""
     path = os.path.join(os.path.dirname(split.test_file), "gt_depths.npz")
+    if not os.path.isfile(path):
+        raise FileNotFoundError("ground truth not found: {} (create it with python export_gt_depth.py "
+                                "--data_path KITTI_RAW --split {})".format(path, split.name))
     gt = GroundTruth(path)
     if gt.split is not None and gt.split != split.name:
         raise ValueError("{} was exported for --split {}, not {}: re-run export_gt_depth.py --split {}".format(
@@ -233,10 +245,14 @@ def load_ground_truth(split, split_lines, count):
     if gt.lines is not None and split_lines is not None and gt.lines != split_lines:
         raise ValueError("{} was exported from another test_files.txt than the current one of split {}: "
                          "re-run export_gt_depth.py".format(path, split.name))
+    return gt
+
+
+def check_count(gt, count):
+    """ValueError unless the ground truth has one depth map per prediction."""
     if len(gt) != count:
         raise ValueError("{} holds {} depth maps but there are {} predictions (a file for another split, "
-                         "or --eval_eigen_to_benchmark missing?)".format(path, len(gt), count))
-    return gt
+                         "or --eval_eigen_to_benchmark missing?)".format(gt.path, len(gt), count))
 
 
 def compute_metrics(opt, split, disps, gt):
@@ -299,9 +315,13 @@ def evaluate(opt):
     check_eval_options(opt)
     split = eval_split(opt.eval_split, opt.dataset, SPLITS_DIR)
     split_lines = readlines(split.test_file) if os.path.isfile(split.test_file) else None
+    scored = not opt.no_eval and split.ground_truth is not None
+    # before the network runs: a missing file stops the run at once
+    gt = load_ground_truth(split, split_lines) if scored and opt.ext_disp_to_eval is None else None
     if opt.ext_disp_to_eval is None:
         if split_lines is None:
-            raise FileNotFoundError("split file not found: {}".format(split.test_file))
+            raise FileNotFoundError("split file not found: {}; python tools/get_splits.py fetches the "
+                                    "standard splits".format(split.test_file))
         folder = weights_folder(opt) if opt.load_weights_folder else None
         device = pick_device(opt)
         paddle.set_device(device)
@@ -336,7 +356,9 @@ def evaluate(opt):
         print("-> No ground truth is available for the KITTI benchmark, so not evaluating. Done.")
         return None
 
-    gt = load_ground_truth(split, split_lines, len(disps))
+    if gt is None:
+        gt = load_ground_truth(split, split_lines)
+    check_count(gt, len(disps))
     print("-> Evaluating")
     metrics, ratios = compute_metrics(opt, split, disps, gt)
     result = report(opt, split, metrics, ratios, results_dir, len(disps))

@@ -28,7 +28,7 @@ from PIL import Image
 from datasets.kitti_dataset import KITTIDataset
 from eval_splits import SPLITS_DIR, depth_splits, eval_split
 from kitti_utils import generate_depth_map
-from utils import errors_naming, readlines
+from utils import errors_naming, progress, readlines
 
 CAMERA = KITTIDataset.side_map
 
@@ -78,7 +78,8 @@ def export_gt_depths(data_path, split, splits_dir=SPLITS_DIR, dataset="kitti"):
     resolved = eval_split(split, dataset, splits_dir)
     split_file = resolved.test_file
     if not os.path.isfile(split_file):
-        raise FileNotFoundError("split file not found: {}".format(split_file))
+        raise FileNotFoundError("split file not found: {}; python tools/get_splits.py fetches the "
+                                "standard splits".format(split_file))
     lines = readlines(split_file)
     if not lines:
         raise ValueError("{} has no lines".format(split_file))
@@ -95,7 +96,8 @@ def export_gt_depths(data_path, split, splits_dir=SPLITS_DIR, dataset="kitti"):
 
     print("Exporting ground truth depths for {}".format(split))
     out = os.path.join(os.path.dirname(split_file), "gt_depths.npz")
-    save_gt_depths(out, resolved.name, lines, (read_gt(data_path, resolved.ground_truth, *item) for item in items))
+    depths = (read_gt(data_path, resolved.ground_truth, *item) for item in progress(items, desc="ground truth"))
+    save_gt_depths(out, resolved.name, lines, depths)
     print("Saved {} depth maps to {}".format(len(lines), out))
     return out
 

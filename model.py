@@ -1,4 +1,6 @@
 """The Monodepth2 training step: the networks the options ask for, warping and losses."""
+import os
+
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -17,9 +19,24 @@ def uses_pose_net(opt):
     return not (opt.use_stereo and list(opt.frame_ids) == [0])
 
 
+def encoder_init(opt):
+    """--weights_init, or scratch when every encoder the run builds is about to be replaced
+    from --load_weights_folder (or --resume): fine-tuning needs no ImageNet file."""
+    encoders = ["encoder"] + (["pose_encoder"] if uses_pose_net(opt) and
+                              opt.pose_model_type == "separate_resnet" else [])
+    if opt.resume:
+        return "scratch"
+    folder = opt.load_weights_folder
+    if folder and all(name in opt.models_to_load and
+                      os.path.isfile(os.path.join(os.path.expanduser(folder), name + ".pdparams"))
+                      for name in encoders):
+        return "scratch"
+    return opt.weights_init
+
+
 def build_models(opt):
     """The networks the options ask for, keyed as the reference's checkpoint files."""
-    pretrained = opt.weights_init == "pretrained"
+    pretrained = encoder_init(opt)
     num_pose_frames = 2 if opt.pose_model_input == "pairs" else len(opt.frame_ids)
     models = {"encoder": network.build_encoder(opt.backbone, opt.num_layers, pretrained)}
     num_ch_enc = models["encoder"].num_ch_enc

@@ -33,6 +33,10 @@ class MonodepthOptions:
             help="the encoder network (network/BACKBONES)")
         add("--dataset", type=str, default="kitti", choices=sorted(DATASETS), help="dataset to train on")
         add("--png", action="store_true", help="if set, trains from raw KITTI png files (instead of jpgs)")
+        add("--resize", type=str, default="lanczos", choices=["lanczos", "nearest"],
+            help="how images are resized to the network's input for training and evaluation: "
+                 "lanczos (the reference's) or nearest (the published Paddle port's; use it with "
+                 "that port's weights)")
         add("--height", type=int, default=192, help="input image height (a multiple of 32)")
         add("--width", type=int, default=640, help="input image width (a multiple of 32)")
         add("--disparity_smoothness", type=float, default=1e-3, help="disparity smoothness weight")
@@ -58,8 +62,11 @@ class MonodepthOptions:
         add("--predictive_mask", action="store_true",
             help="if set, uses a predictive masking scheme as in Zhou et al")
         add("--no_ssim", action="store_true", help="if set, disables ssim in the loss")
-        add("--weights_init", type=str, default="pretrained", choices=["pretrained", "scratch"],
-            help="pretrained or scratch")
+        add("--weights_init", type=str, default="pretrained",
+            help="the encoders' start: pretrained (torchvision's ImageNet weights, converted by "
+                 "tools/convert_weights.py), paddle_pretrained (paddle.vision's ImageNet weights), "
+                 "scratch, or the path of a ResNet .pdparams, torchvision .pth or the published "
+                 "Paddle port's .h5 file (extension optional)")
         add("--pose_model_input", type=str, default="pairs", choices=["pairs", "all"],
             help="how many images the pose network gets")
         add("--pose_model_type", type=str, default="separate_resnet",
@@ -69,6 +76,12 @@ class MonodepthOptions:
         add("--no_cuda", action="store_true", help="if set disables the GPU (same as --device cpu)")
         add("--device", type=str, default="auto", choices=["auto", "cpu", "gpu"],
             help="where to run: auto picks a GPU when Paddle has one")
+        add("--num_gpus", type=int, default=1,
+            help="the published Paddle port's flag: several GPUs run under "
+                 "python -m paddle.distributed.launch --gpus 0,1,... train.py (see README)")
+        add("--freeze_bn", action="store_true",
+            help="train with every network in eval mode, as the published Paddle port does: batch "
+                 "norm normalises with its running statistics and does not update them")
         add("--seed", type=int, default=None,
             help="seed for weights, sampling and augmentation (makes runs reproducible)")
         add("--num_workers", type=int, default=12, help="number of dataloader workers")
@@ -82,6 +95,9 @@ class MonodepthOptions:
 
         # logging
         add("--log_frequency", type=int, default=250, help="number of batches between each log")
+        add("--visualdl_frequency", type=int, default=None,
+            help="number of batches between VisualDL logs (images, losses); by default they follow "
+                 "the console log (--log_frequency)")
         add("--save_frequency", type=int, default=1, help="number of epochs between each save")
         add("--checkpoint_minutes", type=float, default=10,
             help="minutes between checkpoints of an unfinished epoch (models/last, for --resume)")
@@ -149,7 +165,7 @@ NUMERIC_RANGES = [
     ("log_frequency", 1, True), ("save_frequency", 1, True), ("num_workers", 0, True),
     ("seed", 0, True), ("learning_rate", 0, False), ("disparity_smoothness", 0, True),
     ("checkpoint_minutes", 0, True), ("min_depth", 0, False), ("max_depth", 0, False),
-    ("pred_depth_scale_factor", 0, False),
+    ("pred_depth_scale_factor", 0, False), ("num_gpus", 1, True), ("visualdl_frequency", 1, True),
 ]
 
 
@@ -158,7 +174,7 @@ RUN_OPTIONS = [
     "split", "dataset", "png", "height", "width", "num_layers", "scales", "frame_ids", "use_stereo",
     "min_depth", "max_depth", "disparity_smoothness", "batch_size", "learning_rate", "scheduler_step_size",
     "seed", "v1_multiscale", "avg_reprojection", "disable_automasking", "predictive_mask", "no_ssim",
-    "pose_model_input", "pose_model_type", "amp",
+    "pose_model_input", "pose_model_type", "amp", "backbone", "resize", "freeze_bn",
 ]
 
 

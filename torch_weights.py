@@ -7,9 +7,14 @@ reads both with a restricted unpickler that only rebuilds tensors and plain cont
 so a weights file can never run code. `to_paddle_state_dict` renames the few entries
 whose Paddle name or layout differs; the Paddle networks otherwise use the torch names.
 
-ImageNet initialisation: a torchvision ResNet file converted by `tools/convert_weights.py`
-is stored as ``pretrained/resnet{N}.pdparams`` under the project root (or under
-``$MONODEPTH2_PRETRAINED_DIR``), where `load_imagenet_weights` finds it.
+The published Paddle port ships its ImageNet ResNet as HDF5 (``resnet18-pytorch.h5``): one
+dataset per tensor under torchvision's names and layouts; `load_h5` reads it.
+
+ImageNet initialisation (`imagenet_init`, for --weights_init): a torchvision ResNet file
+converted by `tools/convert_weights.py` is stored as ``pretrained/resnet{N}.pdparams`` under
+the project root (or under ``$MONODEPTH2_PRETRAINED_DIR``), where `load_imagenet_weights`
+finds it; ``paddle_pretrained`` takes Paddle's own ImageNet weights from paddle.vision's
+cache; any other value is a .pdparams, .pth or .h5 file, its extension optional.
 """
 import collections
 import io
@@ -23,7 +28,11 @@ import numpy as np
 from safe_pickle import RestrictedUnpickler, rebuild
 from utils import read_weights
 
+from utils import read_weights
+
 PRETRAINED_DIR_ENV = "MONODEPTH2_PRETRAINED_DIR"
+WEIGHT_EXTENSIONS = (".pdparams", ".pth", ".h5")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 TORCHVISION_URL = "https://download.pytorch.org/models/"
 # The files torchvision's ResNet*_Weights.IMAGENET1K_V1 download.
 TORCHVISION_FILES = {
@@ -236,6 +245,36 @@ def load_pth(path):
     return result
 
 
+def load_h5(path):
+    """{name: np.ndarray} of an HDF5 file holding one dataset per tensor (groups, if any,
+    joined to the name with dots), as the published Paddle port stores torchvision weights."""
+    import h5py  # only this format needs it
+
+    state_dict = {}
+
+    def visit(name, item):
+        if isinstance(item, h5py.Dataset):
+            state_dict[name.replace("/", ".")] = np.asarray(item[()])
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except OSError as err:
+        raise ValueError(f"cannot read HDF5 weights {path}: {err}") from None
+    if not state_dict:
+        raise ValueError(f"{path} holds no datasets")
+    return state_dict
+
+
+def load_torch_names(path):
+    """{torchvision name: np.ndarray} of a torch.save file or of the port's HDF5 file."""
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            if f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                return load_h5(path)
+    return load_pth(path)
+
+
 def to_paddle_state_dict(state_dict):
     """The Paddle state dict of a torch one (same module names; values as numpy arrays).
 
@@ -292,6 +331,67 @@ def imagenet_weights_path(num_layers):
     return os.path.join(pretrained_dir(), f"resnet{num_layers}.pdparams")
 
 
+def find_weight_file(path):
+    """`path` if it is a file, else `path` with the first of WEIGHT_EXTENSIONS that is one."""
+    candidates = [path] + [path + ext for ext in WEIGHT_EXTENSIONS]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        "--weights_init {}: neither pretrained, paddle_pretrained, scratch nor a weights file "
+        "(tried {})".format(path, ", ".join(candidates)))
+
+
+def read_weight_file(path):
+    """{Paddle name: np.ndarray} of a .pdparams file, or of a torch .pth / port .h5 file with
+    its torch names and layouts converted."""
+    with open(path, "rb") as f:
+        head = f.read(len(HDF5_SIGNATURE))
+    if head == HDF5_SIGNATURE or head.startswith(b"PK\x03\x04") or path.endswith((".pth", ".pt")):
+        return to_paddle_state_dict(load_torch_names(path))
+    return read_weights(path)
+
+
+def paddle_imagenet_file(num_layers):
+    """paddle.vision's ImageNet ResNet-`num_layers` file: from its cache, else downloaded
+    there; offline, an error saying what to download and where to put it."""
+    from paddle.utils import download
+    from paddle.vision.models.resnet import model_urls
+
+    url, md5 = model_urls["resnet{}".format(num_layers)]
+    path = os.path.join(download.WEIGHTS_HOME, os.path.basename(url))
+    if os.path.isfile(path):
+        return path
+    try:
+        return download.get_weights_path_from_url(url, md5)
+    except (RuntimeError, OSError) as err:  # paddle gives up with a RuntimeError
+        raise FileNotFoundError(
+            f"--weights_init paddle_pretrained: Paddle's ImageNet ResNet-{num_layers} weights "
+            f"could not be downloaded ({err}). Download {url} (md5 {md5}) and put it at {path}, "
+            "or use --weights_init scratch") from None
+
+
+def imagenet_init(weights_init, num_layers):
+    """{Paddle name: np.ndarray} of the ResNet-`num_layers` weights an encoder starts from
+    under --weights_init `weights_init`, or None for scratch (also False; True is pretrained)."""
+    if weights_init in (None, False, "scratch"):
+        return None
+    if weights_init in (True, "pretrained"):
+        return load_imagenet_weights(num_layers)
+    if weights_init == "paddle_pretrained":
+        path = paddle_imagenet_file(num_layers)
+    else:
+        path = find_weight_file(os.path.expanduser(weights_init))
+    state_dict = read_weight_file(path)
+    try:
+        found = resnet_depth(state_dict)
+    except ValueError as err:
+        raise ValueError(f"--weights_init {path}: {err}") from None
+    if found != num_layers:
+        raise ValueError(f"--weights_init {path} holds ResNet-{found} weights: pass --num_layers {found}")
+    return state_dict
+
+
 def load_imagenet_weights(num_layers):
     """{Paddle name: np.ndarray} of the ImageNet ResNet-`num_layers` (torchvision's names)."""
     path = imagenet_weights_path(num_layers)
@@ -301,7 +401,9 @@ def load_imagenet_weights(num_layers):
             f"ImageNet weights for ResNet-{num_layers} not found at {path}. Download "
             f"{TORCHVISION_URL}{torch_file} and convert it with\n"
             f"    python tools/convert_weights.py {torch_file}\n"
-            f"(it writes to {pretrained_dir()}; set {PRETRAINED_DIR_ENV} to use another folder).")
+            f"(it writes to {pretrained_dir()}; set {PRETRAINED_DIR_ENV} to use another folder), "
+            f"or choose another initialisation: --weights_init scratch, --weights_init "
+            f"paddle_pretrained, or --weights_init PATH (.pth, .h5 or .pdparams).")
     state_dict = read_weights(path)
     found = resnet_depth(state_dict)
     if found != num_layers:

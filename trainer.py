@@ -12,13 +12,13 @@ import paddle.nn.functional as F
 
 from checkpoint import last_checkpoint, load_checkpoint, restore_rng_state, resume_state, save_checkpoint
 from datasets import Loader, SeededBatchSampler, dataset_class
-from eval_splits import MAX_DEPTH, MIN_DEPTH, garg_crop_mask
+from datasets.mono_dataset import MissingFilesError
+from eval_splits import MAX_DEPTH, MIN_DEPTH, SPLITS_DIR, garg_crop_mask
 from layers import compute_depth_errors
 from model import MonodepthModel
 from options import changed_options
 from utils import check_writable, normalize_image, pick_device, readlines, recover_interrupted_saves, sec_to_hm_str
 
-file_dir = os.path.dirname(os.path.abspath(__file__))
 
 
 def lr_factor(epoch, step_size):
@@ -51,11 +51,18 @@ class Trainer:
                 opt.batch_size, self.world_size))
         if self.world_size > 1:
             paddle.distributed.init_parallel_env()
+        if opt.num_gpus > 1 and opt.num_gpus != self.world_size:
+            raise SystemExit(
+                "--num_gpus {0}: start one process per GPU with python -m paddle.distributed.launch "
+                "--gpus {1} train.py ... (--batch_size is the batch of all GPUs together: the "
+                "published port's --batch_size B --num_gpus {0} is --batch_size {0}B here)".format(
+                    opt.num_gpus, ",".join(map(str, range(opt.num_gpus)))))
         if self.is_main:
             self.check_run_folder()
         state = resume_state(os.path.join(self.models_dir, "last"), opt) if opt.resume else None
         if state and self.is_main:
             self.check_resumed_options()
+        self.split_file = self.find_split()  # before building the networks: fail early
         if opt.seed is None:  # drawn once and recorded, so that a resumed run continues the same way
             opt.seed = state["seed"] if state else int(np.random.SeedSequence().entropy % 2 ** 31)
             if self.world_size > 1:  # every process must shuffle alike: rank 0's draw counts
@@ -93,18 +100,18 @@ class Trainer:
         dataset = dataset_class(opt.dataset)
         if not dataset.for_training:
             raise SystemExit("--dataset {} cannot be used for training".format(opt.dataset))
-        split_dir = opt.split if os.path.isdir(opt.split) else os.path.join(file_dir, "splits", opt.split)
-        split_file = os.path.join(split_dir, "{}_files.txt")
-        for part in ("train", "val"):
-            if not os.path.isfile(split_file.format(part)):
-                raise SystemExit("split file {} not found (see README: splits)".format(split_file.format(part)))
+        split_file = self.split_file
         img_ext = ".png" if opt.png else ".jpg"
         datasets = []
         for part in ("train", "val"):
             try:
                 datasets.append(dataset(
-                    opt.data_path, readlines(split_file.format(part)), opt.height, opt.width,
-                    self.frame_ids, 4, is_train=part == "train", img_ext=img_ext, seed=opt.seed))
+                    os.path.expanduser(opt.data_path), readlines(split_file.format(part)), opt.height,
+                    opt.width, self.frame_ids, 4, is_train=part == "train", img_ext=img_ext, seed=opt.seed,
+                    resize=opt.resize))
+            except MissingFilesError as e:  # the data is elsewhere, or not all of it is there
+                raise SystemExit("--data_path {} lacks frames of --split {}: {}{}".format(
+                    opt.data_path, opt.split, e.summary, "" if opt.png else " (PNG images need --png)"))
             except (FileNotFoundError, ValueError) as e:
                 raise SystemExit("{}: {}".format(split_file.format(part), e))
         self.train_dataset, self.val_dataset = datasets
@@ -136,6 +143,22 @@ class Trainer:
                     os.path.join(self.models_dir, "last"), self.epoch, self.start_batch))
             self.save_opts()
 
+    def find_split(self):
+        """'<split folder>/{}_files.txt' of --split; missing files or --data_path stop here."""
+        opt = self.opt
+        split_dir = opt.split if os.path.isdir(opt.split) else os.path.join(SPLITS_DIR, opt.split)
+        split_file = os.path.join(split_dir, "{}_files.txt")
+        for part in ("train", "val"):
+            if not os.path.isfile(split_file.format(part)):
+                raise SystemExit("--split {}: split file {} not found; python tools/get_splits.py fetches "
+                                 "the standard splits, or give --split a folder holding train_files.txt "
+                                 "and val_files.txt".format(opt.split, split_file.format(part)))
+        if not os.path.isdir(os.path.expanduser(opt.data_path)):
+            raise SystemExit("--data_path {}: no such folder (the KITTI raw data: see README, KITTI "
+                             "workflow; python tools/make_synthetic_kitti.py --out DIR writes a synthetic "
+                             "drive to try the commands on)".format(opt.data_path))
+        return split_file
+
     def train(self):
         self.start_time = self.last_save = time.time()
         self.first_step = self.step
@@ -151,13 +174,14 @@ class Trainer:
                 if val_loss < self.best_val_loss:
                     self.best_val_loss = val_loss
                     self.save_model("best")
+                    self.link_best()
             self.start_batch = 0
             self.save_last(self.epoch + 1, 0)
 
     def run_epoch(self):
         if self.is_main:
             print("Training")
-        self.model.train()
+        self.set_train()
         self.train_sampler.set_epoch(self.epoch, self.start_batch)
         self.train_dataset.set_epoch(self.epoch)
         for batch_idx, inputs in enumerate(self.train_loader, self.start_batch):
@@ -181,8 +205,12 @@ class Trainer:
 
             early_phase = batch_idx % self.opt.log_frequency == 0 and self.step < 2000
             late_phase = self.step % 2000 == 0
-            if (early_phase or late_phase) and self.is_main:
+            log_now = early_phase or late_phase
+            if log_now and self.is_main:
                 self.log_time(batch_idx, duration, float(loss))
+            if self.opt.visualdl_frequency is not None:
+                log_now = self.step % self.opt.visualdl_frequency == 0
+            if log_now and self.is_main:
                 if "depth_gt" in inputs:
                     self.compute_depth_losses(inputs, outputs, losses)
                 self.log("train", inputs, outputs, losses)
@@ -190,6 +218,14 @@ class Trainer:
             self.step += 1
             if time.time() - self.last_save > 60 * self.opt.checkpoint_minutes:
                 self.save_last(self.epoch, batch_idx + 1)
+
+    def set_train(self):
+        """Training mode, or with --freeze_bn eval mode (as the published port fine-tunes):
+        batch norm then normalises with its running statistics and leaves them as they are."""
+        if self.opt.freeze_bn:
+            self.model.eval()
+        else:
+            self.model.train()
 
     def all_finite(self, loss):
         """Whether the loss is finite in every process (all stop together otherwise)."""
@@ -210,7 +246,7 @@ class Trainer:
             sums = paddle.to_tensor([total, float(count)], dtype="float64")
             paddle.distributed.all_reduce(sums)
             total, count = (float(v) for v in sums.numpy())
-        self.model.train()
+        self.set_train()
         return total / max(count, 1)
 
     def val(self):
@@ -228,7 +264,7 @@ class Trainer:
             if "depth_gt" in inputs:
                 self.compute_depth_losses(inputs, outputs, losses)
             self.log("val", inputs, outputs, losses)
-        self.model.train()
+        self.set_train()
 
     def compute_depth_losses(self, inputs, outputs, losses):
         """Depth metrics of the batch against its ground truth (median-scaled, Garg crop):
@@ -288,6 +324,15 @@ class Trainer:
         """Write models/<name>/ (every network and Adam) as one atomic step (rank 0 only)."""
         if self.is_main:
             save_checkpoint(os.path.join(self.models_dir, name), self.models, self.optimizer, self.opt)
+
+    def link_best(self):
+        """models/weights_best: the name the published Paddle port gives models/best."""
+        link = os.path.join(self.models_dir, "weights_best")
+        if not os.path.lexists(link):
+            try:
+                os.symlink("best", link)
+            except OSError as e:  # no symbolic links on this file system
+                print("models/best is not also reachable as {} ({})".format(link, e))
 
     def save_last(self, epoch, batch):
         """models/last: everything needed to continue at `batch` of `epoch` (--resume)."""

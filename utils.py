@@ -1,4 +1,4 @@
-"""Small helpers shared by the scripts: text files, time strings, images, weight files."""
+"""Small helpers shared by the scripts: text files, time strings, images, weight files, progress bars."""
 import contextlib
 import json
 import os
@@ -60,6 +60,12 @@ def check_writable(folder):
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
+def progress(iterable=None, total=None, desc=None, unit="image"):
+    """A tqdm progress bar (rate and time left) over `iterable`, drawn only when stderr is a
+    terminal; use bar.update(n) when there is no iterable."""
+    from tqdm import tqdm  # imported here: only the long-running scripts need it
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=None, dynamic_ncols=True)
 
 
 def save_atomic(obj, path):

@@ -20,6 +20,11 @@ from .color_jitter import apply_jitter, draw_jitter
 from .loader import DataError
 
 
+# How images are resized to the network's sizes (--resize): the reference uses Lanczos; the
+# published Paddle port trained and evaluated its weights on nearest-neighbour resizes.
+RESAMPLING = {"lanczos": Image.LANCZOS, "nearest": Image.NEAREST}
+
+
 def pil_loader(path):
     """RGB PIL image from ``path``, with errors that name the file."""
     try:
@@ -43,6 +48,14 @@ def to_float_chw(img):
 def sample_rng(seed, epoch, index):
     """Generator of the random choices of one sample in one epoch."""
     return np.random.default_rng(np.random.SeedSequence((seed, epoch), spawn_key=(0, index)))
+
+
+class MissingFilesError(FileNotFoundError):
+    """Split lines whose files are missing; ``summary`` names the first line and file."""
+
+    def __init__(self, summary, advice):
+        super().__init__(summary + advice)
+        self.summary = summary
 
 
 class _FileIndex:
@@ -76,7 +89,7 @@ class MonoDataset(paddle.io.Dataset):
     intrinsics (``get_intrinsics``), the stereo sides (``other_side``, ``is_left``) and
     the path/depth methods.  Split lines whose files are missing raise an error at
     construction (naming the line and the path) unless ``skip_missing`` is set,
-    in which case they are dropped with a warning.
+    in which case they are dropped with a warning. ``resize`` is a key of RESAMPLING.
     """
 
     other_side = {}  # side code of a split line -> the other camera's (stereo datasets)
@@ -84,8 +97,12 @@ class MonoDataset(paddle.io.Dataset):
     for_training = True  # False for test images without neighbouring frames
 
     def __init__(self, data_path, filenames, height, width, frame_idxs, num_scales,
-                 is_train=False, img_ext=".jpg", seed=None, skip_missing=False, with_depth=True):
+                 is_train=False, img_ext=".jpg", seed=None, skip_missing=False, with_depth=True,
+                 resize="lanczos"):
         super().__init__()
+        if resize not in RESAMPLING:
+            raise ValueError(f"resize must be one of {', '.join(RESAMPLING)}, got {resize!r}")
+        self.resampling = RESAMPLING[resize]
         self.data_path = data_path
         self.height = height
         self.width = width
@@ -148,7 +165,7 @@ class MonoDataset(paddle.io.Dataset):
         summary = (f"split line {number} {raw!r}: {what} is missing: {path} "
                    f"({len(missing)} of {len(self.lines)} lines have missing files)")
         if not skip_missing:
-            raise FileNotFoundError(summary + "; pass skip_missing=True to drop such lines")
+            raise MissingFilesError(summary, "; pass skip_missing=True to drop such lines")
         if not keep:
             raise FileNotFoundError(summary + "; no line is left")
         warnings.warn("dropping lines with missing files, first: " + summary)
@@ -181,7 +198,7 @@ class MonoDataset(paddle.io.Dataset):
                 img = self.get_color(folder, frame_index + f, side, do_flip)
             # Each scale is resized from the previous one, as the reference does.
             for s, size in enumerate(self.sizes):
-                img = img.resize(size, Image.LANCZOS)
+                img = img.resize(size, self.resampling)
                 color = to_float_chw(img)
                 inputs[("color", f, s)] = color
                 inputs[("color_aug", f, s)] = to_float_chw(apply_jitter(img, jitter)) if jitter else color

@@ -6,7 +6,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from layers import init_like_torch
-from torch_weights import load_imagenet_weights
+from torch_weights import imagenet_init
 
 BLOCKS = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]),
           50: ("bottleneck", [3, 4, 6, 3]), 101: ("bottleneck", [3, 4, 23, 3]),
@@ -135,7 +135,8 @@ class ResNet(nn.Layer):
 
 class ResnetEncoder(nn.Layer):
     """ResNet feature pyramid (5 maps) of one image, or of `num_input_images` stacked ones
-    for the pose network."""
+    for the pose network. `pretrained` is a --weights_init value (pretrained, scratch,
+    paddle_pretrained or a weights file) or a bool (pretrained / scratch)."""
 
     title = "ResNet"
 
@@ -152,8 +153,12 @@ class ResnetEncoder(nn.Layer):
         if num_layers > 34:
             self.num_ch_enc[1:] *= 4
         self.encoder = ResNet(num_layers, num_input_images)
-        if pretrained:
-            weights = load_imagenet_weights(num_layers)
+        weights = imagenet_init(pretrained, num_layers)
+        if weights is not None:
+            missing = [k for k in self.encoder.state_dict() if k not in weights]
+            if missing:
+                raise ValueError("the --weights_init {} weights lack {} of the ResNet's entries "
+                                 "(e.g. {})".format(pretrained, len(missing), missing[0]))
             # Stacked images share the ImageNet filters, scaled to keep the activation range.
             conv1 = np.asarray(weights["conv1.weight"])
             weights["conv1.weight"] = np.concatenate([conv1] * num_input_images, 1) / num_input_images

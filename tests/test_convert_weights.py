@@ -134,3 +134,15 @@ def test_command_line_exit_status_and_no_traceback(tmp_path):
                              str(tmp_path / "missing.pth")], capture_output=True, text=True)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "missing.pth" in result.stderr
+
+
+def test_port_h5_file_converts_like_a_pth(tmp_path, capsys):
+    from test_torch_weights import small_resnet_weights, write_port_h5
+    weights = small_resnet_weights(5)
+    write_port_h5(str(tmp_path / "resnet18-pytorch.h5"), weights)
+    convert_weights.main([str(tmp_path / "resnet18-pytorch.h5"), str(tmp_path / "out")])
+    assert "(ImageNet ResNet-18)" in capsys.readouterr().out
+    converted = paddle.load(str(tmp_path / "out" / "resnet18.pdparams"), return_numpy=True)
+    assert sorted(converted) == sorted(weights)
+    for name, value in weights.items():
+        np.testing.assert_array_equal(converted[name], value, err_msg=name)

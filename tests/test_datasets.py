@@ -61,6 +61,8 @@ def augmentation_cases(dataset, wanted):
 # --- contents ---------------------------------------------------------------------------------
 
 @needs_sample
+
+
 def test_real_sample_keys_shapes_and_values():
     item = raw(SAMPLE, lines_for("l"), height=192, width=640)[0]
     expected = {(kind, f, s) for kind in ("color", "color_aug") for f in FRAMES for s in range(4)}
@@ -77,6 +79,8 @@ def test_real_sample_keys_shapes_and_values():
 
 
 @needs_sample
+
+
 def test_resized_images_equal_the_pil_lanczos_chain_from_the_full_image():
     item = raw(SAMPLE, lines_for("r"), height=192, width=640)[0]
     for f, (cam, frame) in {0: (3, 1), -1: (3, 0), 1: (3, 2), "s": (2, 1)}.items():
@@ -202,6 +206,8 @@ def test_depth_benchmark_layout_reads_16_bit_ground_truth(tmp_path):
 
 
 @needs_sample
+
+
 def test_raw_depth_from_velodyne_with_real_calibration(tmp_path):
     root = make_drive(tmp_path)
     shutil.copy(os.path.join(SAMPLE, "2011_09_26", "calib_cam_to_cam.txt"), tmp_path / "2011_09_26")
@@ -383,6 +389,8 @@ def test_validation_is_fast_for_a_large_split(tmp_path):
 # --- split files ------------------------------------------------------------------------------
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "splits")), reason="../shared/splits is absent")
+
+
 def test_get_splits_copies_and_verifies_from_a_local_folder(tmp_path):
     tool = os.path.join(ROOT, "tools", "get_splits.py")
     out = tmp_path / "splits"
@@ -411,6 +419,8 @@ def test_registry_names_its_datasets():
     assert dataset_class("kitti") is KITTIRAWDataset and dataset_class("kitti_odom") is KITTIOdomDataset
     with pytest.raises(ValueError, match="unknown dataset 'kitty': choose from " + ", ".join(sorted(DATASETS))):
         dataset_class("kitty")
+
+
 def test_images_of_other_modes_are_read_as_rgb_or_refused(tmp_path):
     from datasets.mono_dataset import pil_loader
     gray = np.random.default_rng(3).integers(0, 256, (8, 12)).astype(np.uint16)
@@ -424,3 +434,22 @@ def test_images_of_other_modes_are_read_as_rgb_or_refused(tmp_path):
     Image.fromarray(gray.astype(np.int32), "I").save(tmp_path / "int.tif")
     with pytest.raises(ValueError, match="int.tif is a 32-bit integer image of unknown range"):
         pil_loader(str(tmp_path / "int.tif"))
+
+
+def test_nearest_resize_is_pils_and_the_published_ports(tmp_path):
+    """--resize nearest: every scale is PIL's nearest resize of the previous one, which is
+    what paddle.vision's Resize(interpolation='nearest') does in the published port."""
+    from paddle.vision.transforms import Resize
+    root = make_drive(tmp_path, size=(97, 41))
+    sample = raw(root, lines_for("l"), frames=[0], resize="nearest")[0]
+    lanczos = raw(root, lines_for("l"), frames=[0])[0]
+    pil = port = Image.open(os.path.join(root, DRIVE, "image_02", "data", "0000000001.png")).convert("RGB")
+    for s in range(4):
+        size = (W // 2 ** s, H // 2 ** s)
+        pil = pil.resize(size, Image.NEAREST)
+        port = Resize((size[1], size[0]), interpolation="nearest")(port)
+        np.testing.assert_array_equal(sample[("color", 0, s)], np.asarray(pil).transpose(2, 0, 1) / np.float32(255))
+        np.testing.assert_array_equal(np.asarray(port), np.asarray(pil))
+        assert not np.array_equal(sample[("color", 0, s)], lanczos[("color", 0, s)])
+    with pytest.raises(ValueError, match="resize must be one of lanczos, nearest, got 'cubic'"):
+        raw(root, lines_for("l"), frames=[0], resize="cubic")

@@ -215,8 +215,6 @@ def test_prefetched_yields_in_order_and_raises_the_readers_error():
     (["--exported"], "give the model with"),
     (["--load_weights_folder", "w", "--backend", "paddle"], "add --exported"),
 ])
-
-
 def test_model_flag_errors(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         demo.main(["--image_path", "x.png"] + args)
@@ -339,3 +337,36 @@ def test_a_16_bit_grayscale_png_gives_the_result_of_its_8_bit_version(stereo_wei
     err = run_demo_error(capsys, "--image_path", tmp_path / "float.tif", "--load_weights_folder", stereo_weights)
     assert "float.tif is a 32-bit float image of unknown range" in err
     assert not (tmp_path / "float_disp.npy").exists()
+
+
+def test_offline_released_model_says_where_to_put_the_zip(tmp_path, monkeypatch):
+    import urllib.error
+    archive, md5 = make_release(tmp_path)
+    monkeypatch.setitem(demo.RELEASED_MODELS, "mono_640x192", ("mono_640x192.zip", md5))
+    models = tmp_path / "models"
+
+    def offline(url, path):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    with pytest.raises(FileNotFoundError) as err:
+        demo.fetch_released_model("mono_640x192", str(models), offline)
+    message = str(err.value)
+    assert demo.RELEASE_URL + "mono_640x192.zip" in message and "Name or service not known" in message
+    assert "put it at {}".format(models / "mono_640x192.zip") in message
+    shutil.copy(archive, models / "mono_640x192.zip")  # as the message says
+    folder = demo.fetch_released_model("mono_640x192", str(models), offline)
+    assert {"encoder.pdparams", "depth.pdparams"} <= set(os.listdir(folder))
+
+
+def test_resize_nearest_feeds_the_network_pils_nearest_resize(stereo_weights, images, tmp_path):
+    image = images / "b.png"
+    run_demo("--image_path", image, "--load_weights_folder", stereo_weights, "--output_dir", tmp_path / "n",
+             "--resize", "nearest")
+    net, info = load_depth_net(stereo_weights)
+    resized = Image.open(image).convert("RGB").resize((info["width"], info["height"]), Image.NEAREST)
+    with paddle.no_grad():
+        disp = net(paddle.to_tensor((np.asarray(resized, np.float32) / 255).transpose(2, 0, 1)[None])).numpy()
+    saved = np.load(tmp_path / "n" / "b_disp.npy")
+    np.testing.assert_allclose(saved, disp_to_depth(disp, *demo.DEFAULT_DEPTH_RANGE)[0], rtol=1e-5, atol=1e-6)
+    run_demo("--image_path", image, "--load_weights_folder", stereo_weights, "--output_dir", tmp_path / "l")
+    assert np.abs(np.load(tmp_path / "l" / "b_disp.npy") - saved).max() > 1e-4

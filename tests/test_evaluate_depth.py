@@ -245,8 +245,6 @@ def test_bad_disparity_files(tmp_path, splits):
     (["--eval_mono", "--exported"], "--exported without a path exports the network of --load_weights_folder"),
     (["--eval_mono", "--load_weights_folder", "w", "--precision", "bf16"], "add --exported"),
 ])
-
-
 def test_bad_flag_combinations(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         evaluate_depth.main(args)
@@ -317,8 +315,6 @@ def test_network_run_saves_disparities_and_json(run, weights, capsys):
 
 
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "paddle"])
-
-
 def test_exported_model_gives_the_eager_metrics(run, weights, backend, capsys):
     """float32 through every installed backend: the seven metrics within 1e-6 of the eager
     network's, mono (median scaling) and stereo with post-processing."""
@@ -454,13 +450,13 @@ def test_split_table_and_folders(drive, weights, tmp_path, capsys):
     assert result["split"] == "my_split" and result["num_images"] == 3
     with open(os.path.join(weights, "eval_depth_my_split.json")) as f:
         assert json.load(f) == result
+
+
 @pytest.mark.parametrize("values, message", [
     ((0, 0), "2 of 2 images have no positive disparity"),
     ((np.nan, 0.5), "600 of 1200 disparities are NaN or infinite (first in image 0)"),
     ((0.5, np.inf), "600 of 1200 disparities are NaN or infinite (first in image 1)"),
 ])
-
-
 def test_disparities_that_give_no_metrics_exit_1(tmp_path, splits, capsys, values, message):
     splits("synthetic", [np.full((20, 30), 10, np.float32)] * 2)
     path = disparities(tmp_path, *values)
@@ -469,3 +465,49 @@ def test_disparities_that_give_no_metrics_exit_1(tmp_path, splits, capsys, value
     assert exit_info.value.code == 1
     assert "--ext_disp_to_eval {}: {}".format(path, message) in capsys.readouterr().err
     assert not (tmp_path / "eval_depth_synthetic.json").exists()
+
+
+def test_missing_ground_truth_stops_before_any_prediction(drive, weights, monkeypatch, tmp_path, capsys):
+    (tmp_path / "splits" / "synthetic").mkdir(parents=True)
+    (tmp_path / "splits" / "synthetic" / "test_files.txt").write_text("\n".join(drive["lines"]) + "\n")
+    monkeypatch.setattr(evaluate_depth, "SPLITS_DIR", str(tmp_path / "splits"))
+    monkeypatch.setattr(evaluate_depth, "load_network", lambda *a: pytest.fail("the network was built"))
+    with pytest.raises(FileNotFoundError, match="create it with python export_gt_depth.py --data_path KITTI_RAW "
+                                                "--split synthetic"):
+        evaluate(options("--data_path", drive["root"], "--eval_split", "synthetic", "--eval_stereo",
+                         "--load_weights_folder", weights))
+    assert "Loading weights" not in capsys.readouterr().out
+
+
+def test_missing_images_name_the_data_path_not_internal_arguments(run, tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        run("--eval_mono", "--data_path", str(tmp_path))
+    assert "--data_path {} lacks images of --eval_split synthetic".format(tmp_path) in str(err.value)
+    assert "skip_missing" not in str(err.value)
+
+
+def test_resize_nearest_feeds_the_network_pils_nearest_resize(run, weights, drive):
+    """--resize nearest: the published port's weights see the images as it resized them."""
+    path = os.path.join(weights, "encoder.pdparams")
+    state = dict(paddle.load(path), height=64, width=128)  # narrower than the 192x64 images
+    os.remove(path)
+    paddle.save(state, path)
+    run("--eval_mono", "--resize", "nearest", "--save_pred_disps", "--no_eval")
+    saved = np.load(os.path.join(weights, "disps_synthetic_split.npy"))
+    path = os.path.join(drive["root"], drive["lines"][1].split()[0], "image_02", "data", "0000000001.jpg")
+    image = Image.open(path).convert("RGB").resize((128, 64), Image.NEAREST)
+    color = paddle.to_tensor((np.asarray(image, np.float32) / 255).transpose(2, 0, 1)[None])
+    drive["encoder"].eval()
+    drive["decoder"].eval()
+    with paddle.no_grad():
+        disp = disp_to_depth(drive["decoder"](drive["encoder"](color))[("disp", 0)], 0.1, 100)[0][0, 0].numpy()
+    np.testing.assert_allclose(saved[1], disp, rtol=1e-5, atol=1e-6)
+    run("--eval_mono", "--save_pred_disps", "--no_eval")
+    assert np.abs(np.load(os.path.join(weights, "disps_synthetic_split.npy"))[1] - saved[1]).max() > 1e-3
+
+
+def test_prediction_progress_bar_on_a_terminal(run, monkeypatch):
+    from test_utils import Terminal
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    run("--eval_mono", "--no_eval")
+    assert "predicting" in sys.stderr.getvalue() and "3/3" in sys.stderr.getvalue()

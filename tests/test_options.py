@@ -48,6 +48,9 @@ def test_defaults_are_the_reference_defaults():
     ("--pred_depth_scale_factor 0", "--pred_depth_scale_factor must be > 0"),
     ("--seed -1", "--seed must be >= 0"),
     ("--seed 4294967296", "--seed must be below 2**32"),
+    ("--num_gpus 0", "--num_gpus must be >= 1"),
+    ("--visualdl_frequency 0", "--visualdl_frequency must be >= 1"),
+    ("--resize bicubic", "invalid choice: 'bicubic'"),
 ])
 def test_inconsistent_options_stop_with_a_usage_error(args, message, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -59,3 +62,13 @@ def test_inconsistent_options_stop_with_a_usage_error(args, message, capsys):
 def test_consistent_variants_parse():
     assert MonodepthOptions().parse("--num_layers 34 --pose_model_type posecnn".split()).num_layers == 34
     assert MonodepthOptions().parse("--frame_ids 0 --use_stereo --num_layers 152".split()).use_stereo
+
+
+def test_flags_of_the_published_paddle_port_parse():
+    opt = MonodepthOptions().parse("--weights_init weights/resnet18-pytorch --num_gpus 1 --freeze_bn "
+                                   "--visualdl_frequency 2000 --resize nearest".split())
+    assert (opt.weights_init, opt.num_gpus, opt.freeze_bn, opt.visualdl_frequency, opt.resize) == (
+        "weights/resnet18-pytorch", 1, True, 2000, "nearest")
+    assert MonodepthOptions().parse(["--weights_init", "paddle_pretrained"]).weights_init == "paddle_pretrained"
+    defaults = MonodepthOptions().parse([])
+    assert (defaults.resize, defaults.freeze_bn, defaults.visualdl_frequency) == ("lanczos", False, None)

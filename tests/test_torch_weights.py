@@ -282,3 +282,107 @@ def test_imagenet_weights_of_the_wrong_depth_are_refused(monkeypatch, tmp_path):
     paddle.save(weights, str(tmp_path / "resnet34.pdparams"))
     with pytest.raises(ValueError, match="ResNet-18 weights, not ResNet-34"):
         load_imagenet_weights(34)
+
+
+# ---------------------------------------------------------------- other --weights_init files
+
+def small_resnet_weights(seed):
+    """A ResNet-18 state dict under Paddle's names, random values (numpy)."""
+    from network import ResnetEncoder
+    rng = np.random.RandomState(seed)
+    return {k: rng.rand(*v.shape).astype(np.float32) for k, v in ResnetEncoder(18, False).encoder.state_dict().items()}
+
+
+def write_port_h5(path, weights, group=None):
+    """The published port's HDF5 layout, with h5py: torchvision names, fc weight as [out, in],
+    a scalar num_batches_tracked per batch norm (optionally all under one group)."""
+    import h5py
+    with h5py.File(path, "w") as f:
+        root = f.create_group(group) if group else f
+        for name, value in weights.items():
+            prefix, _, leaf = name.rpartition(".")
+            if leaf == "_mean":
+                root.create_dataset(prefix + ".running_mean", data=value)
+                root.create_dataset(prefix + ".num_batches_tracked", data=np.int64(7))
+            elif leaf == "_variance":
+                root.create_dataset(prefix + ".running_var", data=value)
+            else:
+                root.create_dataset(name, data=value.T if name == "fc.weight" else value)
+
+
+@pytest.mark.parametrize("group", [None, "resnet"])
+def test_h5_files_written_by_h5py_read_as_paddle_weights(tmp_path, group):
+    weights = small_resnet_weights(1)
+    path = str(tmp_path / "resnet18-pytorch.h5")
+    write_port_h5(path, weights, group)
+    raw = torch_weights.load_torch_names(path)
+    assert raw[("resnet." if group else "") + "fc.weight"].shape == (1000, 512)
+    assert raw[("resnet." if group else "") + "bn1.num_batches_tracked"] == 7
+    if group:
+        raw = {k[len("resnet."):]: v for k, v in raw.items()}
+    converted = to_paddle_state_dict(raw)
+    assert sorted(converted) == sorted(weights)
+    for name, value in weights.items():
+        np.testing.assert_array_equal(converted[name], value, err_msg=name)
+
+
+def test_weights_init_finds_pdparams_pth_and_h5_with_or_without_extension(tmp_path):
+    weights = small_resnet_weights(2)
+    write_port_h5(str(tmp_path / "a.h5"), weights)
+    paddle.save(weights, str(tmp_path / "b.pdparams"))
+    for stem in ("a", "b"):
+        for given in (stem, stem + (".h5" if stem == "a" else ".pdparams")):
+            state = torch_weights.imagenet_init(str(tmp_path / given), 18)
+            np.testing.assert_array_equal(state["layer4.1.bn2._variance"], weights["layer4.1.bn2._variance"])
+            np.testing.assert_array_equal(state["fc.weight"], weights["fc.weight"])
+    legacy = os.path.join(DATA, "resnet18_legacy.pth")
+    from_pth = torch_weights.imagenet_init(legacy[:-len(".pth")], 18)
+    assert from_pth["fc.weight"].shape == (512, 1000) and "bn1._mean" in from_pth
+    assert torch_weights.imagenet_init("scratch", 18) is None and torch_weights.imagenet_init(False, 18) is None
+
+
+def test_weights_init_errors_name_the_value_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"--weights_init .*nope: neither pretrained.*nope\.h5"):
+        torch_weights.imagenet_init(str(tmp_path / "nope"), 18)
+    paddle.save(small_resnet_weights(3), str(tmp_path / "r18.pdparams"))
+    with pytest.raises(ValueError, match="holds ResNet-18 weights: pass --num_layers 18"):
+        torch_weights.imagenet_init(str(tmp_path / "r18"), 50)
+    paddle.save({"conv.weight": np.zeros((1, 1), np.float32)}, str(tmp_path / "other.pdparams"))
+    with pytest.raises(ValueError, match="other.pdparams: not a torchvision ResNet"):
+        torch_weights.imagenet_init(str(tmp_path / "other.pdparams"), 18)
+    (tmp_path / "broken.h5").write_bytes(torch_weights.HDF5_SIGNATURE + b"\0" * 20)
+    with pytest.raises(ValueError, match="cannot read HDF5 weights .*broken.h5"):
+        torch_weights.imagenet_init(str(tmp_path / "broken.h5"), 18)
+
+
+def test_missing_imagenet_file_names_the_commands_that_fix_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("MONODEPTH2_PRETRAINED_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError) as err:
+        torch_weights.imagenet_init("pretrained", 18)
+    for fix in ("python tools/convert_weights.py resnet18-f37072fd.pth", "--weights_init scratch",
+                "--weights_init paddle_pretrained"):
+        assert fix in str(err.value)
+
+
+def test_paddle_pretrained_comes_from_paddle_vision_cache_or_says_where_to_put_it(tmp_path, monkeypatch):
+    from paddle.utils import download
+    monkeypatch.setattr(download, "WEIGHTS_HOME", str(tmp_path))
+
+    def offline(url, md5sum=None):
+        raise RuntimeError("Download from {} failed. Retry limit reached".format(url))
+
+    monkeypatch.setattr(download, "get_weights_path_from_url", offline)
+    with pytest.raises(FileNotFoundError) as err:
+        torch_weights.imagenet_init("paddle_pretrained", 18)
+    message = str(err.value)
+    assert "https://paddle-hapi.bj.bcebos.com/models/resnet18.pdparams" in message
+    assert "put it at {}".format(tmp_path / "resnet18.pdparams") in message
+
+    vision = paddle.vision.models.resnet18()  # stands for the downloaded file
+    paddle.save(vision.state_dict(), str(tmp_path / "resnet18.pdparams"))
+    from network import ResnetEncoder
+    encoder = ResnetEncoder(18, "paddle_pretrained", num_input_images=2)
+    conv1 = vision.conv1.weight.numpy()
+    np.testing.assert_allclose(encoder.encoder.conv1.weight.numpy(), np.concatenate([conv1, conv1], 1) / 2)
+    np.testing.assert_array_equal(encoder.encoder.layer3[0].downsample[0].weight.numpy(),
+                                  vision.layer3[0].downsample[0].weight.numpy())

@@ -1,6 +1,7 @@
 """The training loop on real KITTI frames: checkpoints, fine-tuning, resuming, failures, two processes."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -39,7 +40,8 @@ def weights(folder, name="depth"):
 def test_checkpoints_logs_and_fine_tuning_at_another_resolution(split, kitti_sample, tmp_path):
     Trainer(options(split, kitti_sample, tmp_path, "--model_name", "a")).train()
     models = tmp_path / "logs" / "a" / "models"
-    assert sorted(os.listdir(models)) == ["best", "last", "opt.json", "weights_0", "weights_1"]
+    assert sorted(os.listdir(models)) == ["best", "last", "opt.json", "weights_0", "weights_1", "weights_best"]
+    assert os.readlink(models / "weights_best") == "best"  # the published port's name
     assert sorted(os.listdir(models / "weights_1")) == [
         "adam.pdparams", "depth.pdparams", "encoder.pdparams", "pose.pdparams", "pose_encoder.pdparams"]
     encoder = weights(str(models / "weights_1"), "encoder")
@@ -119,3 +121,58 @@ def test_two_processes_train_like_one(split, kitti_sample, tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + logs[-3000:]
     assert "cpu x 2" in run.stdout + logs
     assert "weights_0" in os.listdir(tmp_path / "logs" / "two" / "models")
+
+
+def batch_norm_statistics(layers):
+    return {(name, key): value.numpy().copy() for name, layer in layers.items()
+            for key, value in layer.state_dict().items() if key.endswith(("._mean", "._variance"))}
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_bn_keeps_the_statistics_and_visualdl_frequency_sets_the_logs(split, kitti_sample, tmp_path,
+                                                                             monkeypatch, freeze):
+    extra = ["--freeze_bn", "--visualdl_frequency", "1"] if freeze else []
+    run = Trainer(options(split, kitti_sample, tmp_path, "--model_name", "bn", "--num_epochs", "1",
+                          "--log_frequency", "250", *extra))
+    before = batch_norm_statistics(run.models)
+    conv_before = run.models["depth"].state_dict()["decoder.0.conv.conv.weight"].numpy().copy()
+    logged = []
+    real_log = run.log
+    monkeypatch.setattr(run, "log", lambda mode, *a: (logged.append(mode), real_log(mode, *a)))
+    run.train()
+    after = batch_norm_statistics(run.models)
+    changed = [k for k in before if not np.array_equal(before[k], after[k])]
+    assert (changed == []) == freeze, changed[:3]
+    assert not np.array_equal(conv_before, run.models["depth"].state_dict()["decoder.0.conv.conv.weight"].numpy())
+    # two batches: VisualDL after each with --visualdl_frequency 1, else with the console log (batch 0)
+    assert logged.count("train") == (2 if freeze else 1)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--num_gpus", "2"], "python -m paddle.distributed.launch --gpus 0,1 train.py"),
+    (["--split", "no_such_split"], "split file .*no_such_split.*python tools/get_splits.py"),
+    (["--data_path", "{tmp}/nowhere"], "--data_path .*nowhere: no such folder"),
+    (["--data_path", "{tmp}"], r"--data_path .* lacks frames of --split .*: split line 1 .* is missing"),
+])
+def test_start_up_errors_name_the_fix(split, kitti_sample, tmp_path, args, message):
+    with pytest.raises(SystemExit) as stop:
+        Trainer(options(split, kitti_sample, tmp_path, *[a.format(tmp=tmp_path) for a in args]))
+    assert re.search(message, str(stop.value)), str(stop.value)
+    assert "skip_missing" not in str(stop.value)
+
+
+def test_fine_tuning_needs_imagenet_weights_only_for_encoders_the_folder_lacks(tmp_path):
+    from model import encoder_init
+    folder = tmp_path / "w"
+    folder.mkdir()
+    (folder / "encoder.pdparams").write_bytes(b"")
+    opt = MonodepthOptions().parse(["--load_weights_folder", str(folder)])
+    assert encoder_init(opt) == "pretrained"  # no pose_encoder.pdparams
+    (folder / "pose_encoder.pdparams").write_bytes(b"")
+    assert encoder_init(opt) == "scratch"
+    opt.models_to_load = ["encoder", "depth"]
+    assert encoder_init(opt) == "pretrained"
+    stereo = MonodepthOptions().parse(["--frame_ids", "0", "--use_stereo", "--weights_init", "x.h5",
+                                       "--load_weights_folder", str(folder), "--models_to_load", "encoder"])
+    assert encoder_init(stereo) == "scratch"  # no pose network
+    assert encoder_init(MonodepthOptions().parse(["--weights_init", "x.h5"])) == "x.h5"

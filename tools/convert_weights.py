@@ -5,7 +5,9 @@
         predictive_mask.pth: whichever exist) to a folder of <name>.pdparams that
         --load_weights_folder, evaluation and the demo accept.
     python tools/convert_weights.py resnet18-f37072fd.pth [DST]
-        a torchvision ImageNet ResNet (any depth) to the file --weights_init pretrained
+    python tools/convert_weights.py resnet18-pytorch.h5 [DST]
+        a torchvision ImageNet ResNet (any depth; a .pth, or the published Paddle port's
+        HDF5 copy of torchvision's ResNet-18) to the file --weights_init pretrained
         loads. DST is a .pdparams file or a folder (resnet{N}.pdparams inside); by default
         the pretrained folder (pretrained/ in the project, or $MONODEPTH2_PRETRAINED_DIR).
 """
@@ -14,7 +16,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from torch_weights import load_pth, pretrained_dir, resnet_depth, to_paddle_state_dict  # noqa: E402
+from torch_weights import load_pth, load_torch_names, pretrained_dir, resnet_depth, to_paddle_state_dict  # noqa: E402
 from utils import save_atomic  # noqa: E402
 
 NETWORKS = ("encoder", "depth", "pose_encoder", "pose", "predictive_mask")
@@ -40,8 +42,9 @@ def convert_folder(src, dst):
 
 
 def convert_resnet(src, dst):
-    """Convert the torchvision ResNet file `src` into the ImageNet initialisation."""
-    state_dict = load_pth(src)
+    """Convert the torchvision ResNet file `src` (.pth, or the published Paddle port's .h5)
+    into the ImageNet initialisation."""
+    state_dict = load_torch_names(src)
     if any(name.startswith("encoder.") for name in state_dict):
         raise ValueError("{} is a reference network file: convert the folder that holds it "
                          "(python tools/convert_weights.py SRC_FOLDER DST_FOLDER)".format(src))
@@ -64,7 +67,7 @@ def convert_resnet(src, dst):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("src", help="reference weights folder or torchvision ResNet .pth file")
+    parser.add_argument("src", help="reference weights folder or torchvision ResNet .pth / .h5 file")
     parser.add_argument("dst", nargs="?", help="Paddle weights folder or .pdparams file")
     args = parser.parse_args(argv)
     try:
