@@ -296,7 +296,8 @@ def run(args):
     scale = stereo_scale(info) if args.pred_metric_depth else None
     output_dir = args.output_dir or default_dir or "."
     os.makedirs(output_dir, exist_ok=True)
-    inputs = ((n, im, network_input(im, info, args.resize)) for n, im in items)
+    resize = args.resize or info.get("resize") or "lanczos"
+    inputs = ((n, im, network_input(im, info, resize)) for n, im in items)
     # a reader thread beside a network using every core slows both (DEVELOPERS.md)
     if device == "gpu" or cpu_threads.available_cores() > cpu_threads.num_threads():
         inputs = prefetched(inputs)
@@ -368,9 +369,10 @@ def parse_args(argv=None):
                         "disparity (frames of one size: a video or a sequence)")
     parser.add_argument("--min_depth", type=float, help="minimum depth (default: the weights' training value)")
     parser.add_argument("--max_depth", type=float, help="maximum depth (default: the weights' training value)")
-    parser.add_argument("--resize", default="lanczos", choices=list(RESAMPLING),
-                        help="how images are resized to the network's input: lanczos (the reference's "
-                             "weights and this project's) or nearest (the published Paddle port's weights)")
+    parser.add_argument("--resize", choices=list(RESAMPLING),
+                        help="how images are resized to the network's input (default: the weights' training "
+                             "value, else lanczos): lanczos (the reference's weights and this project's) or "
+                             "nearest (the published Paddle port's weights)")
     args = parser.parse_args(argv)
     weights = args.load_weights_folder or args.model_name
     if args.exported and weights:

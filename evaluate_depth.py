@@ -118,13 +118,18 @@ def split_dataset(opt, split, split_lines, height, width):
             opt.data_path, opt.eval_split, e.summary, "" if opt.png else " (PNG images need --png)")) from None
 
 
-def load_network(opt, folder):
-    """The depth network of `folder` and its input size; the training options it records
-    (depth range) replace the defaults in `opt`, not values given as flags."""
-    net, record = load_depth_net(folder, opt.num_layers if flag_given(opt, "num_layers") else None)
-    for name in ("min_depth", "max_depth"):
-        if record[name] is not None and not flag_given(opt, name):
+def take_recorded(opt, record):
+    """The training options a model records (depth range, resize mode) replace the
+    defaults in `opt`, not values given as flags."""
+    for name in ("min_depth", "max_depth", "resize"):
+        if record.get(name) is not None and not flag_given(opt, name):
             setattr(opt, name, record[name])
+
+
+def load_network(opt, folder):
+    """The depth network of `folder` and its input size (see take_recorded)."""
+    net, record = load_depth_net(folder, opt.num_layers if flag_given(opt, "num_layers") else None)
+    take_recorded(opt, record)
     if record["height"] is not None and record["width"] is not None:
         return net, (int(record["height"]), int(record["width"]))
     print("-> {} does not record the input size: using --height {} --width {}".format(
@@ -134,8 +139,7 @@ def load_network(opt, folder):
 
 def load_predictor(opt, folder, device):
     """(function of a B x 3 x H x W batch to its B x 1 x H x W disparity, H, W): the exported
-    model with --exported, else the eager network of `folder`. The depth range the model
-    records replaces the default in `opt`, not a value given as a flag."""
+    model with --exported, else the eager network of `folder` (see take_recorded)."""
     if opt.exported is None:
         print("-> Loading weights from {}".format(folder))
         net, (height, width) = load_network(opt, folder)
@@ -145,9 +149,7 @@ def load_predictor(opt, folder, device):
 
     prefix = opt.exported or export_if_stale(folder)
     net = predictor(prefix, opt.backend or "auto", device, opt.precision or "fp32")
-    for name in ("min_depth", "max_depth"):
-        if net.info.get(name) is not None and not flag_given(opt, name):
-            setattr(opt, name, net.info[name])
+    take_recorded(opt, net.info)
     print("-> Running the exported model {} ({})".format(prefix, net))
     return lambda color: net(color.numpy()), net.info["height"], net.info["width"]
 

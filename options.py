@@ -36,7 +36,7 @@ class MonodepthOptions:
         add("--resize", type=str, default="lanczos", choices=["lanczos", "nearest"],
             help="how images are resized to the network's input for training and evaluation: "
                  "lanczos (the reference's) or nearest (the published Paddle port's; use it with "
-                 "that port's weights)")
+                 "that port's weights). Evaluation and the demo take the weights' own unless given")
         add("--height", type=int, default=192, help="input image height (a multiple of 32)")
         add("--width", type=int, default=640, help="input image width (a multiple of 32)")
         add("--disparity_smoothness", type=float, default=1e-3, help="disparity smoothness weight")

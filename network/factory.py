@@ -23,7 +23,7 @@ BACKBONES = {"resnet": ResnetEncoder}
 # training options that decide what it outputs (the dataset: the scale of stereo depth).
 # None when a file does not record it.
 RECORDED = ("kind", "num_layers", "height", "width", "use_stereo", "min_depth", "max_depth", "frame_ids",
-            "dataset")
+            "dataset", "resize")
 
 
 def backbone(kind):

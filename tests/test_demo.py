@@ -358,6 +358,16 @@ def test_offline_released_model_says_where_to_put_the_zip(tmp_path, monkeypatch)
     assert {"encoder.pdparams", "depth.pdparams"} <= set(os.listdir(folder))
 
 
+def test_resize_mode_comes_from_the_weights_unless_given(images, tmp_path):
+    weights = make_weights_folder(tmp_path / "nearest", use_stereo=True)
+    run_demo("--image_path", images / "b.png", "--load_weights_folder", weights, "--output_dir", tmp_path / "flag",
+             "--resize", "nearest")
+    path = os.path.join(weights, "encoder.pdparams")
+    paddle.save(dict(paddle.load(path), resize="nearest"), path)
+    run_demo("--image_path", images / "b.png", "--load_weights_folder", weights, "--output_dir", tmp_path / "own")
+    np.testing.assert_array_equal(np.load(tmp_path / "own" / "b_disp.npy"), np.load(tmp_path / "flag" / "b_disp.npy"))
+
+
 def test_resize_nearest_feeds_the_network_pils_nearest_resize(stereo_weights, images, tmp_path):
     image = images / "b.png"
     run_demo("--image_path", image, "--load_weights_folder", stereo_weights, "--output_dir", tmp_path / "n",

@@ -506,6 +506,20 @@ def test_resize_nearest_feeds_the_network_pils_nearest_resize(run, weights, driv
     assert np.abs(np.load(os.path.join(weights, "disps_synthetic_split.npy"))[1] - saved[1]).max() > 1e-3
 
 
+def test_resize_mode_comes_from_the_weights_unless_given(run, weights):
+    path = os.path.join(weights, "encoder.pdparams")
+    state = dict(paddle.load(path), height=64, width=128)  # narrower than the 192x64 images
+    os.remove(path)  # a hard link to the module's weights: replaced, not written through
+    paddle.save(state, path)
+    run("--eval_mono", "--resize", "nearest", "--save_pred_disps", "--no_eval")
+    nearest = np.load(os.path.join(weights, "disps_synthetic_split.npy"))
+    paddle.save(dict(state, resize="nearest"), path)
+    run("--eval_mono", "--save_pred_disps", "--no_eval")
+    np.testing.assert_array_equal(np.load(os.path.join(weights, "disps_synthetic_split.npy")), nearest)
+    run("--eval_mono", "--resize", "lanczos", "--save_pred_disps", "--no_eval")
+    assert np.abs(np.load(os.path.join(weights, "disps_synthetic_split.npy")) - nearest).max() > 1e-4
+
+
 def test_prediction_progress_bar_on_a_terminal(run, monkeypatch):
     from test_utils import Terminal
     monkeypatch.setattr(sys, "stderr", Terminal())

@@ -25,10 +25,11 @@ def trained_folder(folder, *args):
 
 def test_checkpoint_records_kind_depth_and_output_options(tmp_path):
     models = trained_folder(tmp_path / "w", "--min_depth", "1", "--max_depth", "50", "--frame_ids", "0", "-1", "1",
-                            "--use_stereo")
+                            "--use_stereo", "--resize", "nearest")
     _, record = network.encoder_record(str(tmp_path / "w" / "encoder.pdparams"))
     assert record == {"kind": "resnet", "num_layers": 18, "height": 64, "width": 96, "use_stereo": True,
-                      "min_depth": 1.0, "max_depth": 50.0, "frame_ids": [0, -1, 1], "dataset": "kitti"}
+                      "min_depth": 1.0, "max_depth": 50.0, "frame_ids": [0, -1, 1], "dataset": "kitti",
+                      "resize": "nearest"}
     _, pose = network.encoder_record(str(tmp_path / "w" / "pose_encoder.pdparams"))
     assert (pose["kind"], pose["num_layers"]) == ("resnet", 18)
 
