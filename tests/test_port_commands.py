@@ -142,8 +142,13 @@ def test_fine_tune_from_a_port_folder_needs_no_imagenet_file(user):
     saved = paddle.load(os.path.join("weights", "best_640x192", "pose_encoder.pdparams"), return_numpy=True)
     np.testing.assert_array_equal(run.models["pose_encoder"].encoder.conv1.weight.numpy(),
                                   saved["encoder.conv1.weight"])
-    # a 1024x320 step is the 640x192 one above at another size, and takes 30 s here: not run
     assert run.train_dataset[0][("color", 0, 0)].shape == (3, 320, 1024)
+    run.train()  # one 1024x320 step (about 30 s here)
+    encoder = paddle.load(str(user["work"] / "logs" / "mono+stereo_model_1024x320" / "models" / "weights_0" /
+                              "encoder.pdparams"), return_numpy=True)
+    assert (encoder["height"], encoder["width"]) == (320, 1024)
+    assert not np.array_equal(encoder["encoder.conv1.weight"], paddle.load(
+        os.path.join("weights", "best_640x192", "encoder.pdparams"), return_numpy=True)["encoder.conv1.weight"])
 
 
 def test_evaluate_a_port_folder(user, capsys):
