@@ -98,7 +98,8 @@ class Trainer:
             try:
                 datasets.append(dataset(
                     opt.data_path, readlines(split_file.format(part)), opt.height, opt.width,
-                    self.frame_ids, 4, is_train=part == "train", img_ext=img_ext, seed=opt.seed))
+                    self.frame_ids, 4, is_train=part == "train", img_ext=img_ext, seed=opt.seed,
+                    **dataset.option_kwargs(opt)))
             except (FileNotFoundError, ValueError) as e:
                 raise SystemExit("{}: {}".format(split_file.format(part), e))
         self.train_dataset, self.val_dataset = datasets
