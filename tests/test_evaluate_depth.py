@@ -402,3 +402,15 @@ def test_split_table_and_folders(drive, weights, tmp_path, capsys):
     assert result["split"] == "my_split" and result["num_images"] == 3
     with open(os.path.join(weights, "eval_depth_my_split.json")) as f:
         assert json.load(f) == result
+
+
+def test_stereo_scale_is_that_of_the_dataset_the_weights_were_trained_on(tmp_path):
+    """KITTI-trained stereo depth is in units of 0.54 m / 0.1, a folder dataset's in metres;
+    weights that do not record their dataset take the split's (here a folder split)."""
+    for dataset, scale in (("kitti", 5.4), ("folder", 1.0), (None, 1.0)):
+        folder = tmp_path / str(dataset)
+        folder.mkdir()
+        paddle.save({"num_layers": 18, "dataset": dataset}, str(folder / "encoder.pdparams"))
+        opt = options("--eval_stereo", "--dataset", "folder", "--eval_split", str(tmp_path),
+                      "--load_weights_folder", str(folder))
+        assert evaluate_depth.stereo_scale(opt, evaluate_depth.eval_split(str(tmp_path), "folder")) == scale
