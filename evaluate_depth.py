@@ -31,7 +31,7 @@ from datasets.mono_dataset import MissingFilesError
 from eval_splits import MAX_DEPTH, MIN_DEPTH, SPLITS_DIR, eval_split, garg_crop_mask
 from export_gt_depth import GroundTruth
 from layers import compute_depth_errors, disp_to_depth
-from network import load_depth_net
+from network import load_depth_net, weights_record
 from options import MonodepthOptions, flag_given
 from utils import errors_naming, pick_device, progress, readlines
 
@@ -94,11 +94,23 @@ def check_eval_options(opt):
     if split.ground_truth is None and not (opt.eval_out_dir or opt.load_weights_folder):
         raise ValueError("--eval_split {} writes its PNGs into --eval_out_dir or "
                          "--load_weights_folder: set one".format(opt.eval_split))
-    if opt.eval_stereo and dataset_class(split.dataset).stereo_scale is None:
-        raise ValueError("--eval_stereo: --dataset {} has no known stereo baseline; use --eval_mono".format(
-            split.dataset))
     if opt.pred_depth_scale_factor <= 0:
         raise ValueError("--pred_depth_scale_factor must be positive, got {}".format(opt.pred_depth_scale_factor))
+    if opt.eval_stereo:
+        stereo_scale(opt, split)
+
+
+def stereo_scale(opt, split):
+    """Metres per unit of stereo-trained depth: the rig of the dataset the weights record
+    they were trained on (KITTI 5.4, a folder dataset 1), else of the split's dataset."""
+    name = split.dataset
+    if opt.ext_disp_to_eval is None:
+        name = weights_record(weights_folder(opt))["dataset"] or name
+    scale = dataset_class(name).stereo_scale
+    if scale is None:
+        raise ValueError("--eval_stereo: depth stereo-trained on --dataset {} has no known metric scale; "
+                         "use --eval_mono".format(name))
+    return scale
 
 
 def weights_folder(opt):
@@ -109,10 +121,10 @@ def weights_folder(opt):
 
 
 def split_dataset(opt, split, split_lines, height, width):
+    dataset = dataset_class(split.dataset)
     try:
-        return dataset_class(split.dataset)(
-            os.path.expanduser(opt.data_path), split_lines, height, width, [0], 1,
-            img_ext=".png" if opt.png else ".jpg", with_depth=False, resize=opt.resize)
+        return dataset(os.path.expanduser(opt.data_path), split_lines, height, width, [0], 1,
+                       img_ext=".png" if opt.png else ".jpg", with_depth=False, **dataset.option_kwargs(opt))
     except MissingFilesError as e:
         raise FileNotFoundError("--data_path {} lacks images of --eval_split {}: {}{}".format(
             opt.data_path, opt.eval_split, e.summary, "" if opt.png else " (PNG images need --png)")) from None
@@ -262,7 +274,7 @@ def compute_metrics(opt, split, disps, gt):
     median_scaling = not opt.disable_median_scaling
     scale = opt.pred_depth_scale_factor
     if opt.eval_stereo:
-        scale = dataset_class(split.dataset).stereo_scale
+        scale = stereo_scale(opt, split)
         print("   Stereo evaluation - disabling median scaling, scaling by {}".format(scale))
         median_scaling = False
     else:
@@ -354,7 +366,7 @@ def evaluate(opt):
                       else "the predictions of " + (opt.load_weights_folder or opt.exported))
     if split.ground_truth is None:  # the depth benchmark's test images
         write_benchmark_pngs(disps, os.path.join(opt.eval_out_dir or weights_folder(opt), "benchmark_predictions"),
-                             dataset_class(split.dataset).stereo_scale)
+                             stereo_scale(opt, split))
         print("-> No ground truth is available for the KITTI benchmark, so not evaluating. Done.")
         return None
 

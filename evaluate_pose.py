@@ -77,8 +77,9 @@ def load_pose_network(opt, folder):
 def predict_motions(opt, folder, split, lines):
     """N x 4 x 4 predicted motions from each line's frame to the next."""
     encoder, decoder = load_pose_network(opt, folder)
-    dataset = dataset_class(split.dataset)(opt.data_path, lines, opt.height, opt.width, [0, 1], 1,
-                               img_ext=".png" if opt.png else ".jpg")
+    dataset = dataset_class(split.dataset)
+    dataset = dataset(opt.data_path, lines, opt.height, opt.width, [0, 1], 1, img_ext=".png" if opt.png else ".jpg",
+                      **dataset.option_kwargs(opt))
     loader = Loader(dataset, batch_size=opt.batch_size, shuffle=False, drop_last=False,
                     num_workers=opt.num_workers)
     print("-> Computing pose predictions")

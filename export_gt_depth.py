@@ -25,6 +25,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from datasets.folder_dataset import depth_path as folder_depth_path
 from datasets.kitti_dataset import KITTIDataset
 from eval_splits import SPLITS_DIR, depth_splits, eval_split
 from kitti_utils import generate_depth_map
@@ -50,7 +51,7 @@ def gt_sources(data_path, ground_truth, folder, frame, cam):
                 os.path.join(calib_dir, "calib_cam_to_cam.txt"),
                 os.path.join(calib_dir, "calib_velo_to_cam.txt")]
     if ground_truth == "depth":  # a folder dataset's maps
-        return [os.path.join(data_path, folder, "depth", "{:010d}.png".format(frame))]
+        return [folder_depth_path(data_path, folder, frame, "r" if cam == CAMERA["r"] else "l")]
     return [os.path.join(data_path, folder, "proj_depth", "groundtruth", "image_0{}".format(cam),
                          "{:010d}.png".format(frame))]
 

@@ -5,6 +5,7 @@ import math
 import os
 
 from datasets import DATASETS
+from datasets.folder_dataset import check_intrinsics
 from eval_splits import EVAL_SPLITS, eval_split
 from network import BACKBONES
 
@@ -32,6 +33,9 @@ class MonodepthOptions:
         add("--backbone", type=str, default="resnet", choices=sorted(BACKBONES),
             help="the encoder network (network/BACKBONES)")
         add("--dataset", type=str, default="kitti", choices=sorted(DATASETS), help="dataset to train on")
+        add("--intrinsics", type=float, nargs="+", metavar="FX FY CX CY [BASELINE]",
+            help="--dataset folder: the camera intrinsics in pixels at the frames' resolution for every "
+                 "sequence (instead of intrinsics.txt), and optionally the stereo baseline in metres")
         add("--png", action="store_true", help="if set, trains from raw KITTI png files (instead of jpgs)")
         add("--resize", type=str, default="lanczos", choices=["lanczos", "nearest"],
             help="how images are resized to the network's input for training and evaluation: "
@@ -222,6 +226,10 @@ def check_options(opt):
     if bad_scales or 0 not in opt.scales:
         raise ValueError("--scales must be among 0 1 2 3 and include 0 (the full-resolution "
                          "prediction), got {}".format(opt.scales))
+    if opt.intrinsics is not None:
+        if opt.dataset != "folder":
+            raise ValueError("--intrinsics is for --dataset folder (--dataset {} has its own)".format(opt.dataset))
+        check_intrinsics(opt.intrinsics, "--intrinsics")
     eval_split(opt.eval_split, opt.dataset)  # a known split or a folder
     if opt.min_depth <= 0 or opt.max_depth <= opt.min_depth:
         raise ValueError("need 0 < --min_depth < --max_depth, got {} and {}".format(

@@ -108,7 +108,7 @@ class Trainer:
                 datasets.append(dataset(
                     os.path.expanduser(opt.data_path), readlines(split_file.format(part)), opt.height,
                     opt.width, self.frame_ids, 4, is_train=part == "train", img_ext=img_ext, seed=opt.seed,
-                    resize=opt.resize))
+                    **dataset.option_kwargs(opt)))
             except MissingFilesError as e:  # the data is elsewhere, or not all of it is there
                 raise SystemExit("--data_path {} lacks frames of --split {}: {}{}".format(
                     opt.data_path, opt.split, e.summary, "" if opt.png else " (PNG images need --png)"))

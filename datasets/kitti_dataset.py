@@ -25,7 +25,7 @@ class KITTIDataset(MonoDataset):
     side_map = {"2": 2, "3": 3, "l": 2, "r": 3}
     other_side = {"l": "r", "r": "l", "2": "3", "3": "2"}
     # metres per unit of stereo-trained depth: the rig's 0.54 m baseline over the 0.1 units
-    # of the stereo transform training uses
+    # of the stereo transform training uses (stereo_baseline)
     stereo_scale = 5.4
 
     def parse_line(self, number, line):
@@ -46,6 +46,9 @@ class KITTIDataset(MonoDataset):
 
     def is_left(self, side):
         return side in ("l", "2")
+
+    def stereo_baseline(self, folder):
+        return 0.1  # the reference's unit: the rig's 0.54 m
 
     def check_depth(self):
         """Whether the first line's ground truth (its first depth file) exists, as in the reference."""

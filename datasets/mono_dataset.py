@@ -86,8 +86,9 @@ class MonoDataset(paddle.io.Dataset):
       "depth_gt"                            1 x 375 x 1242 ground truth, if the data has it
 
     Subclasses define how a split line reads (``parse_line``), each sample's
-    intrinsics (``get_intrinsics``), the stereo sides (``other_side``, ``is_left``) and
-    the path/depth methods.  Split lines whose files are missing raise an error at
+    intrinsics (``get_intrinsics``), the stereo sides (``other_side``, ``is_left``,
+    ``stereo_baseline``), the constructor arguments their own flags give (``option_kwargs``)
+    and the path/depth methods.  Split lines whose files are missing raise an error at
     construction (naming the line and the path) unless ``skip_missing`` is set,
     in which case they are dropped with a warning. ``resize`` is a key of RESAMPLING.
     """
@@ -213,7 +214,7 @@ class MonoDataset(paddle.io.Dataset):
             stereo_T = np.eye(4, dtype=np.float32)
             baseline_sign = -1 if do_flip else 1
             side_sign = -1 if self.is_left(side) else 1
-            stereo_T[0, 3] = side_sign * baseline_sign * 0.1
+            stereo_T[0, 3] = side_sign * baseline_sign * self.stereo_baseline(folder)
             inputs["stereo_T"] = stereo_T
         return inputs
 
@@ -231,6 +232,16 @@ class MonoDataset(paddle.io.Dataset):
     def get_intrinsics(self, folder, frame_index, side, do_flip):
         """4x4 float32 intrinsics of a sample's camera, normalised by the image size (first
         row / width, second row / height), for the image mirrored if `do_flip`."""
+        raise NotImplementedError
+
+    @classmethod
+    def option_kwargs(cls, opt):
+        """Keyword arguments of the constructor taken from the options (a dataset's own flags)."""
+        return {"resize": opt.resize}
+
+    def stereo_baseline(self, folder):
+        """Distance between the cameras of `folder` in the units of the depth that stereo
+        training learns (stereo_scale converts those to metres)."""
         raise NotImplementedError
 
     def is_left(self, side):

@@ -525,3 +525,15 @@ def test_prediction_progress_bar_on_a_terminal(run, monkeypatch):
     monkeypatch.setattr(sys, "stderr", Terminal())
     run("--eval_mono", "--no_eval")
     assert "predicting" in sys.stderr.getvalue() and "3/3" in sys.stderr.getvalue()
+
+
+def test_stereo_scale_is_that_of_the_dataset_the_weights_were_trained_on(tmp_path):
+    """KITTI-trained stereo depth is in units of 0.54 m / 0.1, a folder dataset's in metres;
+    weights that do not record their dataset take the split's (here a folder split)."""
+    for dataset, scale in (("kitti", 5.4), ("folder", 1.0), (None, 1.0)):
+        folder = tmp_path / str(dataset)
+        folder.mkdir()
+        paddle.save({"num_layers": 18, "dataset": dataset}, str(folder / "encoder.pdparams"))
+        opt = options("--eval_stereo", "--dataset", "folder", "--eval_split", str(tmp_path),
+                      "--load_weights_folder", str(folder))
+        assert evaluate_depth.stereo_scale(opt, evaluate_depth.eval_split(str(tmp_path), "folder")) == scale

@@ -83,3 +83,32 @@ def test_static_frames_every_and_fov(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="no intrinsics for sequence frames"):
         os.remove(tmp_path / "every" / "frames" / "intrinsics.txt")
         FolderDataset(str(tmp_path / "every"), ["frames 0"], 32, 64, [0, 1], 1)
+
+
+def test_right_camera_follows_the_left_frames_kept(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    left, right = tmp_path / "left", tmp_path / "right"
+    left.mkdir()
+    right.mkdir()
+    still = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    moving = [still, still, rng.integers(0, 256, (32, 48, 3), dtype=np.uint8), still]  # frame 1 dropped
+    right_images = [rng.integers(0, 256, (32, 48, 3), dtype=np.uint8) for _ in moving]
+    for i, (l_image, r_image) in enumerate(zip(moving, right_images)):
+        Image.fromarray(l_image).save(left / "f{}.png".format(i))
+        Image.fromarray(r_image).save(right / "f{}.png".format(i))
+    out = tmp_path / "out"
+    prepare_frames([str(left), "--right", str(right), "--out", str(out), "--intrinsics", "24", "24", "24", "16", "0.2",
+                    "--frame_ids", "0", "1", "--val_fraction", "0.5"])
+    kept = [np.asarray(Image.open(out / "left" / "right" / "{:010d}.jpg".format(i)), dtype=np.float32) for i in range(3)]
+    for image, source in zip(kept, [right_images[0], right_images[2], right_images[3]]):
+        assert np.abs(image - source).mean() < np.abs(image - right_images[1]).mean()  # JPEG: nearest, not equal
+    assert open(out / "train_files.txt").read() == "left 0 l\nleft 0 r\n"
+    assert open(out / "val_files.txt").read() == "left 1 l\nleft 1 r\n"
+    np.testing.assert_allclose(np.loadtxt(out / "intrinsics.txt"), [24, 24, 24, 16, 0.2])
+    sample = FolderDataset(str(out), ["left 0 r"], 32, 64, [0, 1, "s"], 1)[0]
+    assert sample["stereo_T"][0, 3] == np.float32(0.2)
+    for argv, message in (([str(left), "--right", str(right), str(right)], "--right gives 2 right cameras for 1 inputs"),
+                          ([str(left), "--intrinsics", "1", "2", "3"], "--intrinsics takes FX FY CX CY and optionally")):
+        with pytest.raises(SystemExit):
+            prepare_frames(argv + ["--out", str(tmp_path / "bad")])
+        assert message in capsys.readouterr().err

@@ -1,16 +1,19 @@
 """Turn videos or folders of frames into a folder dataset (datasets/folder_dataset.py).
 
     python tools/prepare_frames.py drive.mp4 [more.mp4 frames_dir/ ...] --out ROOT
-        [--fps 10 | --every N] [--min_change 0.01] [--intrinsics FX FY CX CY | --fov DEGREES]
-        [--frame_ids 0 -1 1] [--val_fraction 0.1]
+        [--fps 10 | --every N] [--min_change 0.01] [--intrinsics FX FY CX CY [BASELINE] | --fov DEGREES]
+        [--right RIGHT.mp4 ...] [--frame_ids 0 -1 1] [--val_fraction 0.1]
 
 Each input becomes the sequence ROOT/<name>/ of frames 0000000000.jpg, ... in temporal
 order. --every keeps every Nth frame, --fps the frames closest to that rate (Monodepth2 is
 tuned for KITTI's ~10 fps). A frame is dropped when it differs from the last kept one by
 less than --min_change: the mean absolute difference of the two frames in grey, scaled
 to [0, 1], at 64 pixels wide (a parked camera gives the photometric loss nothing to learn).
---intrinsics (pixels at the frames' resolution) is written to ROOT/intrinsics.txt; --fov
-guesses them per sequence from a horizontal field of view, with a warning. Writes
+--intrinsics (pixels at the frames' resolution, then optionally the stereo baseline in
+metres) is written to ROOT/intrinsics.txt; --fov guesses them per sequence from a
+horizontal field of view, with a warning. --right gives each input's right camera (a
+rectified stereo pair): its frames with the same numbers as the left's kept ones go to
+ROOT/<name>/right/, and the training lines use both cameras. Writes
 ROOT/train_files.txt and val_files.txt (the last --val_fraction of every sequence) with
 only the frames whose neighbours for --frame_ids exist, and test_files.txt (every frame).
 Then: python train.py --dataset folder --data_path ROOT --split ROOT
@@ -61,33 +64,36 @@ def thumbnail(image):
     return np.asarray(small, dtype=np.float32) / 255
 
 
-def extract(path, folder, step, min_change):
-    """Write the kept frames of `path` into `folder`; returns (count, (width, height))."""
+def extract(path, folder, step, min_change, keep=None):
+    """Write the kept frames of `path` into `folder` (those numbered in `keep` if given);
+    returns (count, (width, height), the numbers of the kept frames in `path`)."""
     _, frames = read_frames(path)
     os.makedirs(folder, exist_ok=True)
-    count, last, size = 0, None, None
+    count, last, size, kept = 0, None, None, []
     for i, image in enumerate(frames):
-        if i % step:
+        if (i % step if keep is None else i not in keep):
             continue
         small = thumbnail(image)
-        if last is not None and np.abs(small - last).mean() < min_change:
+        if keep is None and last is not None and np.abs(small - last).mean() < min_change:
             continue
         if size is not None and image.size != size:
             raise ValueError("{}: frame {} is {}x{}, the first was {}x{}".format(path, i, *image.size, *size))
         size = image.size
         image.save(os.path.join(folder, "{:010d}.jpg".format(count)), quality=95)
         last, count = small, count + 1
+        kept.append(i)
     if count == 0:
         raise ValueError("{}: no frame could be read".format(path))
-    return count, size
+    return count, size, kept
 
 
-def split_lines(name, count, frame_ids, val_fraction):
+def split_lines(name, count, frame_ids, val_fraction, sides="l"):
     """(train lines, val lines) of a sequence: frames whose neighbours exist, the last part for validation."""
     usable = [i for i in range(count) if all(0 <= i + f < count for f in frame_ids)]
     num_val = min(len(usable) - 1, max(1, round(val_fraction * len(usable)))) if len(usable) > 1 else 0
-    lines = ["{} {} l".format(name, i) for i in usable]
-    return lines[:len(lines) - num_val], lines[len(lines) - num_val:]
+    lines = ["{} {} {}".format(name, i, side) for i in usable for side in sides]
+    cut = len(lines) - num_val * len(sides)
+    return lines[:cut], lines[cut:]
 
 
 def write_lines(path, lines):
@@ -96,25 +102,33 @@ def write_lines(path, lines):
 
 
 def prepare(inputs, out, fps=None, every=None, min_change=0.01, intrinsics=None, fov=None,
-            frame_ids=(0, -1, 1), val_fraction=0.1):
-    """Build the folder dataset ROOT=`out` from the videos or folders `inputs`; returns the
-    number of (train, val) lines."""
+            frame_ids=(0, -1, 1), val_fraction=0.1, right=None):
+    """Build the folder dataset ROOT=`out` from the videos or folders `inputs` (and their
+    right cameras `right`); returns the number of (train, val) lines."""
+    if right is not None and len(right) != len(inputs):
+        raise ValueError("--right gives {} right cameras for {} inputs: give one per input".format(
+            len(right), len(inputs)))
     os.makedirs(out, exist_ok=True)
     if intrinsics is not None:
         write_lines(os.path.join(out, "intrinsics.txt"), [" ".join("{:.6f}".format(v) for v in intrinsics)])
     train, val, test = [], [], []
-    for path in inputs:
+    for number, path in enumerate(inputs):
         name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
         source_fps = read_frames(path)[0]
         step = every or (max(1, round(source_fps / fps)) if fps and source_fps else 1)
-        count, (width, height) = extract(path, os.path.join(out, name), step, min_change)
+        count, (width, height), kept = extract(path, os.path.join(out, name), step, min_change)
+        if right is not None:
+            right_count, right_size, _ = extract(right[number], os.path.join(out, name, "right"), step, 0, set(kept))
+            if (right_count, right_size) != (count, (width, height)):
+                raise ValueError("{}: {} frames of {}x{}, but the left camera {} has {} of {}x{}".format(
+                    right[number], right_count, *right_size, path, count, width, height))
         if fov is not None:
             warnings.warn("{}: intrinsics guessed from --fov {} (a rough guess: give --intrinsics from a "
                           "calibration for metric results)".format(name, fov))
             f = width / 2 / math.tan(math.radians(fov) / 2)
             write_lines(os.path.join(out, name, "intrinsics.txt"), ["{:.6f} {:.6f} {:.6f} {:.6f}".format(
                 f, f, width / 2, height / 2)])
-        seq_train, seq_val = split_lines(name, count, frame_ids, val_fraction)
+        seq_train, seq_val = split_lines(name, count, frame_ids, val_fraction, "l" if right is None else "lr")
         train += seq_train
         val += seq_val
         test += ["{} {} l".format(name, i) for i in range(count)]
@@ -138,17 +152,22 @@ def main(argv=None):
     parser.add_argument("--min_change", type=float, default=0.01,
                         help="drop frames whose mean grey difference to the last kept one is below this")
     camera = parser.add_mutually_exclusive_group()
-    camera.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
-                        help="camera intrinsics in pixels at the frames' resolution")
+    camera.add_argument("--intrinsics", type=float, nargs="+", metavar="FX FY CX CY [BASELINE]",
+                        help="camera intrinsics in pixels at the frames' resolution, and the stereo "
+                             "baseline in metres with --right")
     camera.add_argument("--fov", type=float, help="horizontal field of view in degrees (a rough guess)")
+    parser.add_argument("--right", nargs="+", help="the right camera of each input (a rectified stereo pair)")
     parser.add_argument("--frame_ids", type=int, nargs="+", default=[0, -1, 1], help="frames each line needs")
     parser.add_argument("--val_fraction", type=float, default=0.1, help="share of each sequence for validation")
     args = parser.parse_args(argv)
     if (args.every is not None and args.every < 1) or (args.fps is not None and args.fps <= 0):
         parser.error("--every and --fps must be positive")
+    if args.intrinsics is not None and len(args.intrinsics) not in (4, 5):
+        parser.error("--intrinsics takes FX FY CX CY and optionally BASELINE, got {} numbers".format(
+            len(args.intrinsics)))
     try:
         prepare(args.inputs, args.out, args.fps, args.every, args.min_change, args.intrinsics, args.fov,
-                args.frame_ids, args.val_fraction)
+                args.frame_ids, args.val_fraction, args.right)
     except (OSError, ValueError) as e:
         parser.exit(1, "error: {}\n".format(e))
 
