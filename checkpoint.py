@@ -109,8 +109,9 @@ def last_checkpoint(models_dir):
         return "no checkpoint has been written yet (there is no {})".format(path)
 
 
-def load_checkpoint(folder, models, names, optimizer, verbose=True):
-    """Load the networks `names` from `folder`, and Adam's state when it is there."""
+def load_checkpoint(folder, models, names, optimizer, verbose=True, resuming=False):
+    """Load the networks `names` from `folder`, and Adam's state when it is there (which a
+    resumed run needs: without it, it would not continue as the interrupted one)."""
     if not os.path.isdir(folder):
         raise SystemExit("--load_weights_folder {}: no such folder".format(folder))
     if verbose:
@@ -132,6 +133,11 @@ def load_checkpoint(folder, models, names, optimizer, verbose=True):
         try:
             load_optimizer_state(models, optimizer, state)
         except ValueError as e:
+            if resuming:
+                raise SystemExit("--resume: the Adam state in {} does not fit these networks ({})".format(
+                    adam_path, e))
             print("Adam state in {} does not fit these networks ({}); Adam starts afresh".format(adam_path, e))
+    elif resuming:
+        raise SystemExit("--resume: {} is missing".format(adam_path))
     elif verbose:
         print("Cannot find Adam weights so Adam is randomly initialized")

@@ -30,6 +30,7 @@ from datasets import Loader, dataset_class
 from datasets.mono_dataset import MissingFilesError
 from eval_splits import MAX_DEPTH, MIN_DEPTH, SPLITS_DIR, eval_split, garg_crop_mask
 from export_gt_depth import GroundTruth
+from export_model import INFO_SUFFIX
 from layers import compute_depth_errors, disp_to_depth
 from network import load_depth_net, weights_record
 from options import MonodepthOptions, flag_given
@@ -104,8 +105,11 @@ def stereo_scale(opt, split):
     """Metres per unit of stereo-trained depth: the rig of the dataset the weights record
     they were trained on (KITTI 5.4, a folder dataset 1), else of the split's dataset."""
     name = split.dataset
-    if opt.ext_disp_to_eval is None:
+    if opt.ext_disp_to_eval is None and opt.load_weights_folder:
         name = weights_record(weights_folder(opt))["dataset"] or name
+    elif opt.ext_disp_to_eval is None and os.path.isfile(opt.exported + INFO_SUFFIX):
+        with open(opt.exported + INFO_SUFFIX) as f:
+            name = json.load(f).get("dataset") or name
     scale = dataset_class(name).stereo_scale
     if scale is None:
         raise ValueError("--eval_stereo: depth stereo-trained on --dataset {} has no known metric scale; "
@@ -172,7 +176,7 @@ def predict_disparities(opt, folder, split, split_lines, device):
     predict, height, width = load_predictor(opt, folder, device)
     dataset = split_dataset(opt, split, split_lines, height, width)  # checks every image exists
     loader = Loader(dataset, batch_size=BATCH_SIZE, shuffle=False, drop_last=False,
-                                  num_workers=opt.num_workers)
+                    num_workers=opt.num_workers)
     print("-> Computing predictions with size {}x{}".format(width, height))
     disps = []
     start = time.time()

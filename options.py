@@ -178,7 +178,7 @@ RUN_OPTIONS = [
     "split", "dataset", "png", "height", "width", "num_layers", "scales", "frame_ids", "use_stereo",
     "min_depth", "max_depth", "disparity_smoothness", "batch_size", "learning_rate", "scheduler_step_size",
     "seed", "v1_multiscale", "avg_reprojection", "disable_automasking", "predictive_mask", "no_ssim",
-    "pose_model_input", "pose_model_type", "amp", "backbone", "resize", "freeze_bn",
+    "pose_model_input", "pose_model_type", "amp", "backbone", "resize", "freeze_bn", "intrinsics",
 ]
 
 

@@ -28,8 +28,6 @@ import numpy as np
 from safe_pickle import RestrictedUnpickler, rebuild
 from utils import read_weights
 
-from utils import read_weights
-
 PRETRAINED_DIR_ENV = "MONODEPTH2_PRETRAINED_DIR"
 WEIGHT_EXTENSIONS = (".pdparams", ".pth", ".h5")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

@@ -20,7 +20,6 @@ from options import changed_options
 from utils import check_writable, normalize_image, pick_device, readlines, recover_interrupted_saves, sec_to_hm_str
 
 
-
 def lr_factor(epoch, step_size):
     """Learning-rate multiplier of `epoch` (from 0).
 
@@ -88,7 +87,7 @@ class Trainer:
         self.epoch, self.step, self.start_batch, self.best_val_loss = 0, 0, 0, float("inf")
         if state:
             last = os.path.join(self.models_dir, "last")
-            load_checkpoint(last, self.models, list(self.models.keys()), self.optimizer, self.is_main)
+            load_checkpoint(last, self.models, list(self.models.keys()), self.optimizer, self.is_main, resuming=True)
             self.epoch, self.step, self.start_batch = state["epoch"], state["step"], state["batch"]
             self.best_val_loss = state["best_val_loss"]
             restore_rng_state(last)
@@ -345,20 +344,26 @@ class Trainer:
     def check_run_folder(self):
         """The run's folder must be writable (VisualDL would fail later with a bare OSError),
         and an earlier run in it is only continued (--resume) or replaced (--overwrite) when
-        asked for. What an interrupted checkpoint save left behind is repaired first."""
+        asked for. What an interrupted checkpoint save left behind is then repaired (not before
+        the refusal: a second start by mistake must not touch a run that is still writing)."""
         try:
             check_writable(self.log_path)
         except OSError as e:
             raise SystemExit("--log_dir {}: {}".format(self.opt.log_dir, e.strerror))
-        for line in recover_interrupted_saves(self.models_dir):
-            print(line)
         earlier = [n for n in ("models", "train", "val") if os.path.exists(os.path.join(self.log_path, n))]
         if earlier and not self.opt.resume:
             if not self.opt.overwrite:
                 raise SystemExit("{} already holds a run ({}): continue it with --resume, or start it again "
                                  "with --overwrite (deletes them)".format(self.log_path, ", ".join(earlier)))
+            inside = [p for p in (self.opt.load_weights_folder, self.opt.weights_init) if p and os.path.abspath(
+                os.path.expanduser(p)).startswith(os.path.abspath(self.log_path) + os.sep)]
+            if inside:
+                raise SystemExit("--overwrite would delete {}, which this run loads: copy it elsewhere "
+                                 "first".format(inside[0]))
             for name in earlier:
                 shutil.rmtree(os.path.join(self.log_path, name))
+        for line in recover_interrupted_saves(self.models_dir):
+            print(line)
 
     def check_resumed_options(self):
         """A resumed run must keep the options that decide the networks, data and optimisation."""

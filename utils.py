@@ -44,6 +44,8 @@ def to_rgb(image, path):
 
 
 @contextlib.contextmanager
+
+
 def errors_naming(path):
     """Re-raise an OSError as one naming `path` (a full disk says only "[Errno 28] No space
     left on device")."""
@@ -60,6 +62,8 @@ def check_writable(folder):
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
+
+
 def progress(iterable=None, total=None, desc=None, unit="image"):
     """A tqdm progress bar (rate and time left) over `iterable`, drawn only when stderr is a
     terminal; use bar.update(n) when there is no iterable."""
@@ -150,7 +154,7 @@ def read_weights(path):
 
 def load_weights(layer, path):
     """Load a .pdparams file into `layer`, ignoring the extra entries the reference keeps
-    (height, width, use_stereo); a missing file or a shape mismatch is an error naming it."""
+    (height, width, use_stereo, and what network.RECORDED lists); a missing file or a shape mismatch is an error naming it."""
     saved = read_weights(path)
     own = layer.state_dict()
     missing = [k for k in own if k not in saved]
@@ -174,6 +178,8 @@ def pick_device(opt):
         raise SystemExit("--device gpu: this Paddle build sees no GPU (install paddlepaddle-gpu "
                          "or use --device cpu)")
     return "gpu" if has_gpu else "cpu"
+
+
 def rng_state_json():
     """Paddle's random-generator state as JSON-able lists (JSON cannot carry code, a pickle can)."""
     return [list(state.__getstate__()) for state in paddle.get_rng_state()]

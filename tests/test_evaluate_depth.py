@@ -353,6 +353,9 @@ def test_exported_path_alone_writes_results_beside_it(drive, weights, monkeypatc
                               "--exported", prefix))
     with open(tmp_path / "model" / "eval_depth_synthetic.json") as f:
         assert json.load(f) == result
+    stereo = evaluate(options("--data_path", drive["root"], "--eval_split", "synthetic", "--eval_stereo",
+                              "--exported", prefix))  # the stereo scale of the dataset the export records
+    assert stereo["mode"] == "stereo" and stereo["num_images"] == result["num_images"]
     with pytest.raises(FileNotFoundError, match="no exported model at .*nowhere"):
         evaluate(options("--data_path", drive["root"], "--eval_split", "synthetic", "--eval_mono",
                          "--exported", str(tmp_path / "nowhere")))

@@ -1,7 +1,6 @@
 """network/factory.py and checkpoint.py: what a weights folder records, and every loader
 building the network from it (also from files that predate the records)."""
 import json
-import os
 
 import numpy as np
 import paddle

@@ -157,3 +157,19 @@ def test_a_log_dir_that_cannot_be_written_is_a_clear_error(tmp_path, monkeypatch
     (tmp_path / "a_file").write_text("")
     with pytest.raises(SystemExit, match="--log_dir {}: cannot write {}/mdp: ".format(log_dir, log_dir)):
         Trainer(MonodepthOptions().parse(["--log_dir", log_dir, "--weights_init", "scratch"]))
+
+
+def test_a_resumed_run_needs_its_adam_state(tmp_path):
+    from checkpoint import load_checkpoint, save_checkpoint
+    opt, model, batch = small_model(3)
+    optimizer = paddle.optimizer.Adam(1e-4, parameters=model.parameters())
+    model.train()
+    model(batch)[1]["loss"].backward()
+    optimizer.step()  # Adam has state for every parameter from its first step on
+    folder = str(tmp_path / "last")
+    save_checkpoint(folder, model.models, optimizer, opt)
+    load_checkpoint(folder, model.models, list(model.models.keys()), optimizer, resuming=True)
+    os.remove(os.path.join(folder, "adam.pdparams"))
+    load_checkpoint(folder, model.models, list(model.models.keys()), optimizer)  # fine-tuning: a fresh Adam
+    with pytest.raises(SystemExit, match="--resume: .*adam.pdparams is missing"):
+        load_checkpoint(folder, model.models, list(model.models.keys()), optimizer, resuming=True)
