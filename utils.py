@@ -154,7 +154,8 @@ def read_weights(path):
 
 def load_weights(layer, path):
     """Load a .pdparams file into `layer`, ignoring the extra entries the reference keeps
-    (height, width, use_stereo, and what network.RECORDED lists); a missing file or a shape mismatch is an error naming it."""
+    (height, width, use_stereo) and those network.RECORDED lists; a missing file or a shape
+    mismatch is an error naming it."""
     saved = read_weights(path)
     own = layer.state_dict()
     missing = [k for k in own if k not in saved]
