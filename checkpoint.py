@@ -110,8 +110,8 @@ def last_checkpoint(models_dir):
 
 
 def load_checkpoint(folder, models, names, optimizer, verbose=True, resuming=False):
-    """Load the networks `names` from `folder`, and Adam's state when it is there (which a
-    resumed run needs: without it, it would not continue as the interrupted one)."""
+    """Load the networks `names` from `folder`, and Adam's state when it is there (a resumed
+    run needs the file: without it, it would not continue as the interrupted one)."""
     if not os.path.isdir(folder):
         raise SystemExit("--load_weights_folder {}: no such folder".format(folder))
     if verbose:
@@ -132,10 +132,7 @@ def load_checkpoint(folder, models, names, optimizer, verbose=True, resuming=Fal
             raise SystemExit(str(e))
         try:
             load_optimizer_state(models, optimizer, state)
-        except ValueError as e:
-            if resuming:
-                raise SystemExit("--resume: the Adam state in {} does not fit these networks ({})".format(
-                    adam_path, e))
+        except ValueError as e:  # also a checkpoint written before the first step: no moments yet
             print("Adam state in {} does not fit these networks ({}); Adam starts afresh".format(adam_path, e))
     elif resuming:
         raise SystemExit("--resume: {} is missing".format(adam_path))
