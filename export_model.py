@@ -63,20 +63,36 @@ def progress(message):
     print("-> " + message, flush=True)
 
 
+class ExportError(ValueError):
+    """The network cannot be converted (paddle2onnx missing or failing): the scripts print it."""
+
+
+def onnx_converter():
+    """The paddle2onnx module, or None when it is not installed."""
+    try:
+        import paddle2onnx
+    except ImportError:
+        return None
+    return paddle2onnx
+
+
 def to_onnx(program_prefix, output):
     """Convert the Paddle program at `program_prefix` to the ONNX file `output`."""
-    import paddle2onnx  # only needed here
-
+    paddle2onnx = onnx_converter()
+    if paddle2onnx is None:
+        raise ExportError("the ONNX export needs paddle2onnx (pip install -r requirements.txt), or "
+                          "export for Paddle Inference only with --format paddle")
     progress("converting to ONNX with paddle2onnx (opset {}, a few seconds)".format(ONNX_OPSET))
     partial = output + ".part"
     try:
         paddle2onnx.export(program_prefix + ".json", program_prefix + ".pdiparams", partial,
                            opset_version=ONNX_OPSET, auto_upgrade_opset=False)
     except Exception as err:  # paddle2onnx raises anything, or logs and writes nothing
-        raise RuntimeError("paddle2onnx could not convert {}.json: {}".format(program_prefix, err)) from None
+        raise ExportError("paddle2onnx could not convert {}.json: {}; --format paddle exports for "
+                          "Paddle Inference alone".format(program_prefix, err)) from None
     if not os.path.isfile(partial):
-        raise RuntimeError("paddle2onnx wrote no ONNX file for {}.json (see its messages above)".format(
-            program_prefix))
+        raise ExportError("paddle2onnx wrote no ONNX file for {}.json (see its messages above); "
+                          "--format paddle exports for Paddle Inference alone".format(program_prefix))
     os.replace(partial, output)
 
 
@@ -114,13 +130,15 @@ def export_if_stale(folder):
     folder/inference/depth, exported in every format first when absent or older than the
     weights (demo.py and evaluate_depth.py --exported without a path)."""
     prefix = default_prefix(folder)
-    outputs = [prefix + s for f in FORMATS["all"] for s in FORMAT_SUFFIXES[f]] + [prefix + INFO_SUFFIX]
+    formats = FORMATS["all"] if onnx_converter() else FORMATS["paddle"]
+    outputs = [prefix + s for f in formats for s in FORMAT_SUFFIXES[f]] + [prefix + INFO_SUFFIX]
     weights = [os.path.join(folder, name + ".pdparams") for name in ("encoder", "depth")]
     if all(map(os.path.isfile, outputs + weights)) and (
             min(map(os.path.getmtime, outputs)) >= max(map(os.path.getmtime, weights))):
         return prefix
-    progress("exporting the network of {} to {}".format(folder, prefix))
-    export(folder, prefix)
+    progress("exporting the network of {} to {}{}".format(
+        folder, prefix, "" if "onnx" in formats else " for Paddle Inference (paddle2onnx is not installed)"))
+    export(folder, prefix, formats=formats)
     return prefix
 
 
@@ -141,7 +159,7 @@ def main(argv=None):
     paddle.set_device("cpu")
     try:
         info = export(args.load_weights_folder, output, args.height, args.width, FORMATS[args.format])
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError) as err:
         parser.exit(1, "error: {}\n".format(err))
     print("exported ResNet-{num_layers} depth network for {height}x{width} inputs to".format(**info),
           output + ".*", "({})".format(args.format))

@@ -380,3 +380,15 @@ def test_resize_nearest_feeds_the_network_pils_nearest_resize(stereo_weights, im
     np.testing.assert_allclose(saved, disp_to_depth(disp, *demo.DEFAULT_DEPTH_RANGE)[0], rtol=1e-5, atol=1e-6)
     run_demo("--image_path", image, "--load_weights_folder", stereo_weights, "--output_dir", tmp_path / "l")
     assert np.abs(np.load(tmp_path / "l" / "b_disp.npy") - saved).max() > 1e-4
+
+
+def test_a_failed_export_on_first_use_is_an_error_message(stereo_weights, images, tmp_path, capsys, monkeypatch):
+    import paddle2onnx
+
+    monkeypatch.setattr(paddle2onnx, "export", lambda *args, **kwargs: None)  # logs, writes nothing
+    weights = tmp_path / "weights"
+    shutil.copytree(stereo_weights, weights)
+    err = run_demo_error(capsys, "--image_path", images, "--ext", "png", "--load_weights_folder", weights,
+                         "--exported")
+    assert "paddle2onnx wrote no ONNX file for {}.json".format(weights / "inference" / "depth") in err
+    assert not (images / "a_disp.jpeg").exists()

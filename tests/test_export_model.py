@@ -229,3 +229,31 @@ def test_export_if_stale_exports_once_and_again_after_new_weights(weights, tmp_p
     os.utime(folder / "depth.pdparams", (stamp + 10, stamp + 10))  # newer weights
     export_model.export_if_stale(str(folder))
     assert os.path.getmtime(prefix + ".onnx") > stamp
+
+
+def test_without_paddle2onnx_export_if_stale_exports_for_paddle_inference(weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(export_model, "onnx_converter", lambda: None)
+    folder = tmp_path / "weights"
+    shutil.copytree(weights, folder)
+    prefix = export_model.export_if_stale(str(folder))
+    assert {"depth.json", "depth.pdiparams", "depth.info.json"} == set(os.listdir(folder / "inference"))
+    assert "paddle2onnx is not installed" in capsys.readouterr().out
+    assert predictor(prefix).backend == "paddle"
+    assert "the ONNX export needs paddle2onnx" in run_export(
+        capsys, "--load_weights_folder", weights, "--output", str(tmp_path / "m"), "--format", "onnx")
+
+
+@pytest.mark.parametrize("failure", ["raises", "writes nothing"])
+def test_a_failed_onnx_conversion_is_reported_and_leaves_no_onnx_file(weights, tmp_path, monkeypatch, capsys, failure):
+    import paddle2onnx
+
+    def convert(*args, **kwargs):
+        if failure == "raises":
+            raise KeyError("pd_op.unknown")
+
+    monkeypatch.setattr(paddle2onnx, "export", convert)
+    output = tmp_path / "m"
+    err = run_export(capsys, "--load_weights_folder", weights, "--output", str(output), "--format", "onnx")
+    assert ("paddle2onnx could not convert" if failure == "raises" else "paddle2onnx wrote no ONNX file") in err
+    assert "--format paddle exports for Paddle Inference alone" in err
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("m.")]
