@@ -42,9 +42,9 @@ import paddle.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from datasets import dataset_class
+from datasets import stereo_scale
 from datasets.mono_dataset import RESAMPLING
-from export_model import load_depth_net
+from export_model import load_net_and_info
 from layers import disp_to_depth
 from utils import pick_device, progress, to_rgb
 
@@ -226,7 +226,7 @@ def load_model(args, device):
         net = predictor(prefix, args.backend or "auto", device, args.precision or "fp32")
         print("-> Loaded the exported model {} ({})".format(prefix, net))
         return net, net.info
-    net, info = load_depth_net(folder)
+    net, info = load_net_and_info(folder)
     if info["use_stereo"] is None and args.model_name:
         info["use_stereo"] = "stereo" in args.model_name
     print("-> Loaded the weights in", folder)
@@ -247,17 +247,6 @@ def depth_range(args, info):
     if not 0 < low < high:
         raise ValueError("need 0 < --min_depth < --max_depth, got {} and {}".format(low, high))
     return low, high
-
-
-def stereo_scale(info):
-    """Metres per unit of the depth of stereo-trained weights: their training dataset's
-    rig (KITTI's for weights that do not record their dataset)."""
-    name = info.get("dataset") or "kitti"
-    scale = dataset_class(name).stereo_scale
-    if scale is None:
-        raise ValueError("--pred_metric_depth: the weights were trained on --dataset {}, whose stereo "
-                         "baseline is not known".format(name))
-    return scale
 
 
 def check_metric(args, info):
@@ -293,7 +282,7 @@ def run(args):
     predict, info = load_model(args, device)
     check_metric(args, info)
     min_depth, max_depth = depth_range(args, info)
-    scale = stereo_scale(info) if args.pred_metric_depth else None
+    scale = stereo_scale(info.get("dataset") or "kitti", "--pred_metric_depth") if args.pred_metric_depth else None
     output_dir = args.output_dir or default_dir or "."
     os.makedirs(output_dir, exist_ok=True)
     resize = args.resize or info.get("resize") or "lanczos"

@@ -26,7 +26,7 @@ import numpy as np
 import paddle
 from PIL import Image
 
-from datasets import Loader, dataset_class
+from datasets import Loader, dataset_class, stereo_scale
 from datasets.mono_dataset import MissingFilesError
 from eval_splits import MAX_DEPTH, MIN_DEPTH, SPLITS_DIR, eval_split, garg_crop_mask
 from export_gt_depth import GroundTruth
@@ -98,10 +98,10 @@ def check_eval_options(opt):
     if opt.pred_depth_scale_factor <= 0:
         raise ValueError("--pred_depth_scale_factor must be positive, got {}".format(opt.pred_depth_scale_factor))
     if opt.eval_stereo:
-        stereo_scale(opt, split)
+        split_stereo_scale(opt, split)
 
 
-def stereo_scale(opt, split):
+def split_stereo_scale(opt, split):
     """Metres per unit of stereo-trained depth: the rig of the dataset the weights record
     they were trained on (KITTI 5.4, a folder dataset 1), else of the split's dataset."""
     name = split.dataset
@@ -110,11 +110,7 @@ def stereo_scale(opt, split):
     elif opt.ext_disp_to_eval is None and os.path.isfile(opt.exported + INFO_SUFFIX):
         with open(opt.exported + INFO_SUFFIX) as f:
             name = json.load(f).get("dataset") or name
-    scale = dataset_class(name).stereo_scale
-    if scale is None:
-        raise ValueError("--eval_stereo: depth stereo-trained on --dataset {} has no known metric scale; "
-                         "use --eval_mono".format(name))
-    return scale
+    return stereo_scale(name, "--eval_stereo")
 
 
 def weights_folder(opt):
@@ -238,13 +234,13 @@ def check_disparities(disps, source):
                          "evaluated".format(source, len(empty), len(disps), empty[0]))
 
 
-def write_benchmark_pngs(disps, folder, stereo_scale):
+def write_benchmark_pngs(disps, folder, scale):
     """16-bit PNGs (depth * 256 at 1216x352, stereo-scaled, capped at 80 m) for the
     benchmark's server, named 0000000000.png, ... in split order."""
     os.makedirs(folder, exist_ok=True)
     print("-> Saving out benchmark predictions to {}".format(folder))
     for i, disp in enumerate(disps):
-        depth = stereo_scale / resize_linear(disp, *BENCHMARK_SIZE)
+        depth = scale / resize_linear(disp, *BENCHMARK_SIZE)
         depth = np.uint16(np.clip(depth, 0, 80) * 256)
         Image.fromarray(depth).save(os.path.join(folder, "{:010d}.png".format(i)))
 
@@ -278,7 +274,7 @@ def compute_metrics(opt, split, disps, gt):
     median_scaling = not opt.disable_median_scaling
     scale = opt.pred_depth_scale_factor
     if opt.eval_stereo:
-        scale = stereo_scale(opt, split)
+        scale = split_stereo_scale(opt, split)
         print("   Stereo evaluation - disabling median scaling, scaling by {}".format(scale))
         median_scaling = False
     else:
@@ -370,7 +366,7 @@ def evaluate(opt):
                       else "the predictions of " + (opt.load_weights_folder or opt.exported))
     if split.ground_truth is None:  # the depth benchmark's test images
         write_benchmark_pngs(disps, os.path.join(opt.eval_out_dir or weights_folder(opt), "benchmark_predictions"),
-                             stereo_scale(opt, split))
+                             split_stereo_scale(opt, split))
         print("-> No ground truth is available for the KITTI benchmark, so not evaluating. Done.")
         return None
 

@@ -35,7 +35,7 @@ ONNX_OPSET = 17
 RECORDED_INFO = ("min_depth", "max_depth", "frame_ids", "dataset", "resize")
 
 
-def load_depth_net(folder):
+def load_net_and_info(folder):
     """network.DepthNet in evaluation mode with the weights of `folder`, and a dict of
     the encoder's depth (num_layers), height, width and use_stereo (None when absent), plus
     RECORDED_INFO entries the weights record."""
@@ -99,7 +99,7 @@ def to_onnx(program_prefix, output):
 def export(folder, output, height=None, width=None, formats=FORMATS["all"]):
     """Export the network of the weights folder `folder` to the prefix `output` in the
     `formats` ("paddle", "onnx"); returns the info written beside it."""
-    net, info = load_depth_net(folder)
+    net, info = load_net_and_info(folder)
     info["height"] = height or info["height"]
     info["width"] = width or info["width"]
     check_size(info["height"], info["width"])

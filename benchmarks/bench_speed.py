@@ -117,7 +117,7 @@ import evaluate_depth  # noqa: E402
 import inference  # noqa: E402
 from datasets import KITTIRAWDataset, SeededBatchSampler  # noqa: E402
 from export_gt_depth import GroundTruth, export_gt_depths  # noqa: E402
-from export_model import export, load_depth_net  # noqa: E402
+from export_model import export, load_net_and_info  # noqa: E402
 from model import MonodepthModel, frame_ids_of  # noqa: E402
 from network import DepthNet  # noqa: E402
 from options import MonodepthOptions  # noqa: E402
@@ -412,7 +412,7 @@ DEPLOY_GOALS = {"fp32": 0.8, "bf16": 0.35}  # ratios to the reference's eager ne
 def inference_section(args, preset, weights, ref, workdir):
     """Latency per image of the eager network and of the exported one with every backend and
     precision, per size and batch."""
-    net, _ = load_depth_net(weights)
+    net, _ = load_net_and_info(weights)
     rng = np.random.default_rng(SEED)
     ours, creation, goals = {}, {}, {"eager": 1.0}
     for height, width in preset["infer_sizes"]:

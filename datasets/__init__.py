@@ -36,3 +36,12 @@ def dataset_class(name):
     if name not in DATASETS:
         raise ValueError("unknown dataset {!r}: choose from {}".format(name, ", ".join(sorted(DATASETS))))
     return DATASETS[name]
+
+
+def stereo_scale(name, flag):
+    """Metres per unit of the depth of weights stereo-trained on dataset `name` (the rig's
+    baseline over the 0.1 units training assumes); `flag` names the option asking for it."""
+    scale = dataset_class(name).stereo_scale
+    if scale is None:
+        raise ValueError("{}: depth stereo-trained on --dataset {} has no known metric scale".format(flag, name))
+    return scale

@@ -16,7 +16,7 @@ from PIL import Image
 import cpu_threads
 import demo
 import export_model
-from export_model import load_depth_net
+from export_model import load_net_and_info
 from layers import disp_to_depth
 from test_export_model import make_weights_folder
 
@@ -59,7 +59,7 @@ def run_demo_error(capsys, *args):
 
 def expected_disparity(weights, image_file):
     """The network's sigmoid disparity of an image resized as the demo does."""
-    net, info = load_depth_net(weights)
+    net, info = load_net_and_info(weights)
     image = Image.open(image_file).convert("RGB").resize((info["width"], info["height"]), Image.LANCZOS)
     batch = (np.asarray(image, np.float32) / 255).transpose(2, 0, 1)[None]
     with paddle.no_grad():
@@ -105,7 +105,7 @@ def test_colour_map_spans_minimum_to_95th_percentile():
 
 def test_written_jpeg_is_the_colour_mapped_resized_disparity(stereo_weights, images):
     run_demo("--image_path", images / "b.png", "--load_weights_folder", stereo_weights)
-    net, info = load_depth_net(stereo_weights)
+    net, info = load_net_and_info(stereo_weights)
     image = Image.open(images / "b.png").convert("RGB")
     full = demo.at_image_size(net(paddle.to_tensor(demo.network_input(image, info))).numpy(), image)
     assert full.shape == (70, 150)
@@ -267,7 +267,7 @@ def test_released_model_is_downloaded_checked_unzipped_and_converted(tmp_path, m
     assert folder == str(models / "stereo_640x192")
     assert urls == [demo.RELEASE_URL + "stereo_640x192.zip"]
     assert {"encoder.pdparams", "depth.pdparams"} <= set(os.listdir(folder))
-    _, info = load_depth_net(folder)
+    _, info = load_net_and_info(folder)
     assert info == {"height": 192, "width": 640, "use_stereo": True, "num_layers": 18}
     assert demo.fetch_released_model("stereo_640x192", str(models), download) == folder
     assert len(urls) == 1  # converted weights are reused
@@ -372,7 +372,7 @@ def test_resize_nearest_feeds_the_network_pils_nearest_resize(stereo_weights, im
     image = images / "b.png"
     run_demo("--image_path", image, "--load_weights_folder", stereo_weights, "--output_dir", tmp_path / "n",
              "--resize", "nearest")
-    net, info = load_depth_net(stereo_weights)
+    net, info = load_net_and_info(stereo_weights)
     resized = Image.open(image).convert("RGB").resize((info["width"], info["height"]), Image.NEAREST)
     with paddle.no_grad():
         disp = net(paddle.to_tensor((np.asarray(resized, np.float32) / 255).transpose(2, 0, 1)[None])).numpy()

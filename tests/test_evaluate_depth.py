@@ -539,4 +539,4 @@ def test_stereo_scale_is_that_of_the_dataset_the_weights_were_trained_on(tmp_pat
         paddle.save({"num_layers": 18, "dataset": dataset}, str(folder / "encoder.pdparams"))
         opt = options("--eval_stereo", "--dataset", "folder", "--eval_split", str(tmp_path),
                       "--load_weights_folder", str(folder))
-        assert evaluate_depth.stereo_scale(opt, evaluate_depth.eval_split(str(tmp_path), "folder")) == scale
+        assert evaluate_depth.split_stereo_scale(opt, evaluate_depth.eval_split(str(tmp_path), "folder")) == scale

@@ -11,7 +11,7 @@ import paddle.nn.functional as F
 import pytest
 
 import export_model
-from export_model import load_depth_net
+from export_model import load_net_and_info
 import inference
 from inference import BackendUnavailable, predictor
 from layers import upsample
@@ -47,7 +47,7 @@ def exported(weights, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def eager_net(weights):
-    return load_depth_net(weights)[0]
+    return load_net_and_info(weights)[0]
 
 
 def test_static_upsample_copies_like_nearest_interpolation():

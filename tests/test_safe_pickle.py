@@ -116,7 +116,7 @@ def test_every_loader_refuses_a_crafted_file(tmp_path, marker, monkeypatch):
     opt = MonodepthOptions().parse(["--num_layers", "18"])
     for load in (lambda: evaluate_depth.load_network(opt, str(folder)),
                  lambda: evaluate_pose.load_pose_network(opt, str(folder)),
-                 lambda: export_model.load_depth_net(str(folder))):
+                 lambda: export_model.load_net_and_info(str(folder))):
         with pytest.raises(ValueError, match=REFUSED):
             load()
     monkeypatch.setenv(torch_weights.PRETRAINED_DIR_ENV, str(tmp_path))
