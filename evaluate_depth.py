@@ -110,7 +110,7 @@ def split_stereo_scale(opt, split):
     elif opt.ext_disp_to_eval is None and os.path.isfile(opt.exported + INFO_SUFFIX):
         with open(opt.exported + INFO_SUFFIX) as f:
             name = json.load(f).get("dataset") or name
-    return stereo_scale(name, "--eval_stereo")
+    return stereo_scale(name, "--eval_stereo", "use --eval_mono")
 
 
 def weights_folder(opt):

@@ -14,6 +14,7 @@ H x W is the size the encoder was trained at and PREFIX is DIR/inference/depth. 
 runs it (demo.py and evaluate_depth.py --exported PREFIX).
 """
 import argparse
+import importlib.util
 import json
 import os
 import tempfile
@@ -67,32 +68,31 @@ class ExportError(ValueError):
     """The network cannot be converted (paddle2onnx missing or failing): the scripts print it."""
 
 
-def onnx_converter():
-    """The paddle2onnx module, or None when it is not installed."""
-    try:
-        import paddle2onnx
-    except ImportError:
-        return None
-    return paddle2onnx
+def onnx_installed():
+    return importlib.util.find_spec("paddle2onnx") is not None
 
 
 def to_onnx(program_prefix, output):
     """Convert the Paddle program at `program_prefix` to the ONNX file `output`."""
-    paddle2onnx = onnx_converter()
-    if paddle2onnx is None:
+    if not onnx_installed():
         raise ExportError("the ONNX export needs paddle2onnx (pip install -r requirements.txt), or "
                           "export for Paddle Inference only with --format paddle")
+    import paddle2onnx
+
     progress("converting to ONNX with paddle2onnx (opset {}, a few seconds)".format(ONNX_OPSET))
     partial = output + ".part"
     try:
         paddle2onnx.export(program_prefix + ".json", program_prefix + ".pdiparams", partial,
                            opset_version=ONNX_OPSET, auto_upgrade_opset=False)
     except Exception as err:  # paddle2onnx raises anything, or logs and writes nothing
-        raise ExportError("paddle2onnx could not convert {}.json: {}; --format paddle exports for "
-                          "Paddle Inference alone".format(program_prefix, err)) from None
-    if not os.path.isfile(partial):
-        raise ExportError("paddle2onnx wrote no ONNX file for {}.json (see its messages above); "
-                          "--format paddle exports for Paddle Inference alone".format(program_prefix))
+        problem = "could not convert {}.json: {}".format(program_prefix, err)
+    else:
+        problem = None if os.path.isfile(partial) else \
+            "wrote no ONNX file for {}.json (see its messages above)".format(program_prefix)
+    if problem:
+        if os.path.isfile(partial):
+            os.remove(partial)
+        raise ExportError("paddle2onnx " + problem)
     os.replace(partial, output)
 
 
@@ -127,18 +127,26 @@ def default_prefix(folder):
 
 def export_if_stale(folder):
     """The prefix of the model exported from the weights folder `folder` into
-    folder/inference/depth, exported in every format first when absent or older than the
-    weights (demo.py and evaluate_depth.py --exported without a path)."""
+    folder/inference/depth, exported first when absent or older than the weights (demo.py
+    and evaluate_depth.py --exported without a path): in every format, or for Paddle
+    Inference alone when paddle2onnx is not installed or cannot convert the network."""
     prefix = default_prefix(folder)
-    formats = FORMATS["all"] if onnx_converter() else FORMATS["paddle"]
-    outputs = [prefix + s for f in formats for s in FORMAT_SUFFIXES[f]] + [prefix + INFO_SUFFIX]
+    outputs = [prefix + s for s in FORMAT_SUFFIXES["paddle"] + (INFO_SUFFIX,)]
+    outputs += [prefix + ONNX_SUFFIX] if os.path.isfile(prefix + ONNX_SUFFIX) else []
     weights = [os.path.join(folder, name + ".pdparams") for name in ("encoder", "depth")]
     if all(map(os.path.isfile, outputs + weights)) and (
             min(map(os.path.getmtime, outputs)) >= max(map(os.path.getmtime, weights))):
         return prefix
-    progress("exporting the network of {} to {}{}".format(
-        folder, prefix, "" if "onnx" in formats else " for Paddle Inference (paddle2onnx is not installed)"))
-    export(folder, prefix, formats=formats)
+    progress("exporting the network of {} to {}".format(folder, prefix))
+    if onnx_installed():
+        try:
+            export(folder, prefix)
+            return prefix
+        except ExportError as err:
+            progress("no ONNX model ({}): exporting for Paddle Inference alone".format(err))
+    else:
+        progress("paddle2onnx is not installed: exporting for Paddle Inference alone")
+    export(folder, prefix, formats=FORMATS["paddle"])
     return prefix
 
 
@@ -159,7 +167,7 @@ def main(argv=None):
     paddle.set_device("cpu")
     try:
         info = export(args.load_weights_folder, output, args.height, args.width, FORMATS[args.format])
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RuntimeError) as err:  # Paddle's own failures are RuntimeErrors
         parser.exit(1, "error: {}\n".format(err))
     print("exported ResNet-{num_layers} depth network for {height}x{width} inputs to".format(**info),
           output + ".*", "({})".format(args.format))

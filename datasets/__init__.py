@@ -38,10 +38,12 @@ def dataset_class(name):
     return DATASETS[name]
 
 
-def stereo_scale(name, flag):
+def stereo_scale(name, flag, advice):
     """Metres per unit of the depth of weights stereo-trained on dataset `name` (the rig's
-    baseline over the 0.1 units training assumes); `flag` names the option asking for it."""
+    baseline over the 0.1 units training assumes); `flag` names the option asking for it,
+    `advice` what to do instead."""
     scale = dataset_class(name).stereo_scale
     if scale is None:
-        raise ValueError("{}: depth stereo-trained on --dataset {} has no known metric scale".format(flag, name))
+        raise ValueError("{}: depth stereo-trained on --dataset {} has no known metric scale; {}".format(
+            flag, name, advice))
     return scale

@@ -458,9 +458,9 @@ def test_nearest_resize_is_pils_and_the_published_ports(tmp_path):
 def test_stereo_scale_is_the_rigs_and_unknown_rigs_are_named(monkeypatch):
     from datasets import DATASETS, MonoDataset, stereo_scale
 
-    assert stereo_scale("kitti", "--eval_stereo") == 5.4
-    assert stereo_scale("folder", "--eval_stereo") == 1.0
+    assert stereo_scale("kitti", "--eval_stereo", "") == 5.4
+    assert stereo_scale("folder", "--eval_stereo", "") == 1.0
     monkeypatch.setitem(DATASETS, "rigless", MonoDataset)
     with pytest.raises(ValueError, match="--pred_metric_depth: depth stereo-trained on --dataset rigless has no "
-                                         "known metric scale"):
-        stereo_scale("rigless", "--pred_metric_depth")
+                                         "known metric scale; drop it"):
+        stereo_scale("rigless", "--pred_metric_depth", "drop it")

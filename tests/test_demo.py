@@ -137,6 +137,19 @@ def test_metric_depth_refused_for_mono_weights_unless_forced(mono_weights, image
     assert sorted(os.listdir(out)) == ["a_depth.npy", "a_disp.jpeg"]
 
 
+def test_metric_depth_refused_for_a_rig_of_unknown_baseline(stereo_weights, images, tmp_path, capsys, monkeypatch):
+    from datasets import DATASETS, MonoDataset
+
+    monkeypatch.setitem(DATASETS, "rigless", MonoDataset)
+    weights = tmp_path / "weights"
+    shutil.copytree(stereo_weights, weights)
+    encoder = paddle.load(str(weights / "encoder.pdparams"))
+    paddle.save(dict(encoder, dataset="rigless"), str(weights / "encoder.pdparams"))
+    err = run_demo_error(capsys, "--image_path", images / "a.png", "--load_weights_folder", weights,
+                         "--output_dir", tmp_path / "out", "--pred_metric_depth")
+    assert "--pred_metric_depth: depth stereo-trained on --dataset rigless has no known metric scale" in err
+
+
 def write_video(path, frames):
     """A 96x48 MJPG video of `frames` plain frames of growing brightness."""
     cv2 = pytest.importorskip("cv2")
@@ -382,13 +395,16 @@ def test_resize_nearest_feeds_the_network_pils_nearest_resize(stereo_weights, im
     assert np.abs(np.load(tmp_path / "l" / "b_disp.npy") - saved).max() > 1e-4
 
 
-def test_a_failed_export_on_first_use_is_an_error_message(stereo_weights, images, tmp_path, capsys, monkeypatch):
-    import paddle2onnx
-
+def test_a_failed_onnx_conversion_on_first_use_falls_back_to_paddle_inference(stereo_weights, images, tmp_path,
+                                                                              capsys, monkeypatch):
+    paddle2onnx = pytest.importorskip("paddle2onnx")
     monkeypatch.setattr(paddle2onnx, "export", lambda *args, **kwargs: None)  # logs, writes nothing
     weights = tmp_path / "weights"
     shutil.copytree(stereo_weights, weights)
-    err = run_demo_error(capsys, "--image_path", images, "--ext", "png", "--load_weights_folder", weights,
-                         "--exported")
-    assert "paddle2onnx wrote no ONNX file for {}.json".format(weights / "inference" / "depth") in err
-    assert not (images / "a_disp.jpeg").exists()
+    run_demo("--image_path", images / "a.png", "--load_weights_folder", weights, "--exported",
+             "--output_dir", tmp_path / "out")
+    out = capsys.readouterr().out
+    assert "no ONNX model (paddle2onnx wrote no ONNX file for {}.json".format(weights / "inference" / "depth") in out
+    assert "Paddle Inference alone" in out and "paddle fp32" in out
+    assert sorted(os.listdir(weights / "inference")) == ["depth.info.json", "depth.json", "depth.pdiparams"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["a_disp.jpeg", "a_disp.npy"]

@@ -530,7 +530,9 @@ def test_prediction_progress_bar_on_a_terminal(run, monkeypatch):
     assert "predicting" in sys.stderr.getvalue() and "3/3" in sys.stderr.getvalue()
 
 
-def test_stereo_scale_is_that_of_the_dataset_the_weights_were_trained_on(tmp_path):
+def test_stereo_scale_is_that_of_the_dataset_the_weights_were_trained_on(tmp_path, monkeypatch):
+    from datasets import DATASETS, MonoDataset
+
     """KITTI-trained stereo depth is in units of 0.54 m / 0.1, a folder dataset's in metres;
     weights that do not record their dataset take the split's (here a folder split)."""
     for dataset, scale in (("kitti", 5.4), ("folder", 1.0), (None, 1.0)):
@@ -540,3 +542,8 @@ def test_stereo_scale_is_that_of_the_dataset_the_weights_were_trained_on(tmp_pat
         opt = options("--eval_stereo", "--dataset", "folder", "--eval_split", str(tmp_path),
                       "--load_weights_folder", str(folder))
         assert evaluate_depth.split_stereo_scale(opt, evaluate_depth.eval_split(str(tmp_path), "folder")) == scale
+    monkeypatch.setitem(DATASETS, "rigless", MonoDataset)
+    paddle.save({"num_layers": 18, "dataset": "rigless"}, str(folder / "encoder.pdparams"))
+    with pytest.raises(ValueError, match="--eval_stereo: depth stereo-trained on --dataset rigless has no known "
+                                         "metric scale; use --eval_mono"):
+        evaluate_depth.split_stereo_scale(opt, evaluate_depth.eval_split(str(tmp_path), "folder"))
