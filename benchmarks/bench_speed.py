@@ -1,7 +1,7 @@
 """Training, inference and evaluation speed on this machine, ours vs the PyTorch reference.
 
     python3 benchmarks/bench_speed.py [--only train inference eval video] [--quick] [--threads N]
-                                      [--json benchmarks/bench_speed.json] [--no_ref]
+                                      [--rounds N] [--json benchmarks/bench_speed.json] [--no_ref]
 
 - train: seconds per step (forward, backward, Adam) at 640x192, frames 0 -1 1 and stereo,
   from scratch, batch --train_batch: on one batch kept in memory, and with every step
@@ -22,12 +22,13 @@
 The data is a synthetic drive rendered into a temporary folder by
 tools/make_synthetic_kitti.py (or --data_path: a drive it wrote, with its splits/). The
 networks are untrained (timing does not depend on the weights). Each measure is the median
-of --repeats runs (--train_repeats for training steps) after --warmup runs. With --ref and
+of --repeats runs (--train_repeats for training steps) after --warmup runs, pooled over
+--rounds runs of the section. With --ref and
 --ref_python (defaults ../ref and ../refvenv/bin/python, if present) the reference does the
 same in a separate process with the same thread count, right after ours, on the same files;
 it is patched at run time for current libraries, never on disk. Ratios are our time over
 the reference's (< 1: ours is faster). --quick runs tiny sizes, for a smoke test. The
-default run takes 10-15 minutes on two cores, which must otherwise be idle: a busy core
+default run takes 10-15 minutes a round on two cores, which must otherwise be idle: a busy core
 stalls every multi-threaded kernel of both sides at its barriers (the JSON records the
 load average).
 
@@ -75,6 +76,9 @@ def parse_args(argv=None):
     parser.add_argument("--ref", default=os.path.join(ROOT, "..", "ref"), help="reference checkout")
     parser.add_argument("--ref_python", default=os.path.join(ROOT, "..", "refvenv", "bin", "python"),
                         help="a Python with torch and torchvision")
+    parser.add_argument("--rounds", type=int_at_least(1), default=1,
+                        help="run every section this many times, ours and the reference's in turn, and "
+                        "pool the repeats: both sides then share the machine's slow and fast spells")
     parser.add_argument("--no_ref", action="store_true", help="time ours only")
     parser.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "bench_speed.json"),
                         help="where to write all timings")
@@ -549,6 +553,17 @@ def measure(section, name, unit, ours, reference, goal=None, samples=1):
     return row
 
 
+def pooled(rows):
+    """One row from the same measure's rows of several rounds: their repeats pooled."""
+    first = rows[0]
+    rate = first["ours"]["per_second"]
+    samples = round(rate * first["ours"]["median"]) if rate else None
+    reference = [t for row in rows if row["reference"] for t in row["reference"]["repeats"]]
+    row = measure(first["section"], first["name"], first["unit"], [t for row in rows for t in row["ours"]["repeats"]],
+                  reference or None, first["goal_ratio_at_most"], samples)
+    return dict(first, **row)  # extra entries (the evaluation's metrics) from the first round
+
+
 def machine_info():
     model = "unknown"
     if os.path.isfile("/proc/cpuinfo"):
@@ -597,9 +612,15 @@ def main(args):
                     "eval": lambda: eval_section(args, preset, data, weights, ref, workdir),
                     "video": lambda: video_section(args, preset, data, weights, workdir)}
         for name in SECTIONS:
-            if name in args.only:
-                print("timing {}{}".format(name, " (ours, then the reference)" if ref else ""), flush=True)
-                result["measures"].update(sections[name]())
+            if name not in args.only:
+                continue
+            rounds = []
+            for number in range(args.rounds):
+                print("timing {}{}{}".format(name, " (ours, then the reference)" if ref else "",
+                                             ", round {} of {}".format(number + 1, args.rounds) if args.rounds > 1
+                                             else ""), flush=True)
+                rounds.append(sections[name]())
+            result["measures"].update({key: pooled([r[key] for r in rounds]) for key in rounds[0]})
         result["machine"]["load_average_at_end"] = os.getloadavg()  # other work skews the timings
         result["reference"] = {"checkout": os.path.abspath(args.ref), "python": os.path.abspath(args.ref_python),
                                "versions": ref.versions} if ref else None

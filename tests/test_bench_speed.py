@@ -2,6 +2,7 @@
 each measure, with the thread count asked for; bad flags are usage errors naming them."""
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -61,3 +62,16 @@ def test_bad_flags_are_usage_errors(flags, message):
     proc = bench(*flags)
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+def test_rounds_pool_their_repeats(tmp_path):
+    out = tmp_path / "speed.json"
+    proc = bench("--quick", "--no_ref", "--threads", "1", "--only", "inference", "--rounds", "2", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "timing inference, round 2 of 2" in proc.stdout
+    for name, row in json.loads(out.read_text())["measures"].items():
+        repeats = row["ours"]["repeats"]
+        assert len(repeats) == (2 if "creation" in name else 4), name
+        assert row["ours"]["median"] == pytest.approx(statistics.median(repeats)), name
+        if "creation" not in name:  # images per second
+            assert row["ours"]["per_second"] == pytest.approx(1 / row["ours"]["median"]), name
