@@ -12,7 +12,6 @@ from PIL import Image
 
 from datasets import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset, SeededBatchSampler
 from datasets.color_jitter import JitterParams, adjust_hue, apply_jitter, draw_jitter
-from datasets.kitti_dataset import resize_nearest
 from kitti_utils import generate_depth_map
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -237,13 +236,12 @@ def test_raw_depth_from_velodyne_with_real_calibration(tmp_path):
     ds = raw(root, lines_for("l"))
     expected = generate_depth_map(str(tmp_path / "2011_09_26"), str(velo_dir / "0000000001.bin"), 2)
     assert expected.shape == (376, 1241)
-    np.testing.assert_array_equal(ds[0]["depth_gt"][0], resize_nearest(expected, (375, 1242)).astype(np.float32))
-
-
-def test_resize_nearest_samples_pixel_centres():
-    depth = np.arange(8.0).reshape(2, 4)
-    # rows: centres -1/6, 1/2, 7/6 -> 0, 1, 1; columns: -0.1, 0.7, 1.5, 2.3, 3.1 -> 0, 1, 2, 2, 3
-    assert resize_nearest(depth, (3, 5)).tolist() == [[0, 1, 2, 2, 3], [4, 5, 6, 6, 7], [4, 5, 6, 6, 7]]
+    # as the reference's skimage resize (order 0): output pixel o takes the input pixel nearest to
+    # its centre, (o + 0.5) * n_in / n_out - 0.5, rounded half up
+    rows, cols = (np.minimum(np.floor((np.arange(n_out) + 0.5) * n_in / n_out).astype(int), n_in - 1)
+                  for n_out, n_in in ((375, 376), (1242, 1241)))
+    assert rows[-3:].tolist() == [373, 374, 375] and cols[-3:].tolist() == [1238, 1239, 1240]
+    np.testing.assert_array_equal(ds[0]["depth_gt"][0], expected[np.ix_(rows, cols)].astype(np.float32))
 
 
 # --- reproducibility --------------------------------------------------------------------------
