@@ -412,6 +412,28 @@ def test_get_splits_copies_and_verifies_from_a_local_folder(tmp_path):
     assert done.returncode != 0 and "eigen/test_files.txt: SHA-256" in done.stderr
 
 
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "splits")), reason="../shared/splits is absent")
+def test_get_splits_from_a_checkout_without_eigen_says_what_is_missing(tmp_path):
+    """The published Paddle port's checkout: the reference's splits but splits/eigen."""
+    tool = os.path.join(ROOT, "tools", "get_splits.py")
+    checkout = tmp_path / "monodepth2-paddle"
+    shutil.copytree(os.path.join(SHARED, "splits"), checkout / "splits", ignore=shutil.ignore_patterns("eigen"))
+    assert not (checkout / "splits" / "eigen").exists() and (checkout / "splits" / "eigen_zhou").is_dir()
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, tool, "--from", str(checkout), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    for part in ("--from {} lacks 1 of the 15 split files needed: eigen/test_files.txt.".format(checkout / "splits"),
+                 "nianticlabs/monodepth2", "run without --from to download them",
+                 "--splits benchmark eigen_benchmark eigen_full eigen_zhou odom"):
+        assert part in done.stderr
+    assert not out.exists()
+    done = subprocess.run([sys.executable, tool, "--from", str(checkout), "--out", str(out), "--splits",
+                           "benchmark", "eigen_benchmark", "eigen_full", "eigen_zhou", "odom"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "wrote 14 split files" in done.stdout
+
+
 def test_registry_names_its_datasets():
     from datasets import DATASETS, dataset_class
     assert dataset_class("kitti") is KITTIRAWDataset and dataset_class("kitti_odom") is KITTIOdomDataset
