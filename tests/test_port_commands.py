@@ -6,9 +6,9 @@ state_dict() with paddle.save, the encoder's with height, width and use_stereo a
 Paddle 3.x encoder.pdparams is a pickled collections.OrderedDict and the others plain dicts."""
 import json
 import os
+import pickle
 import shlex
 import shutil
-import pickle
 import sys
 
 import h5py
