@@ -80,13 +80,39 @@ def resume_state(folder, opt):
     if not os.path.isfile(path):
         raise SystemExit("--resume: no checkpoint at {} (a run writes it every --checkpoint_minutes "
                          "and at the end of every epoch)".format(os.path.dirname(path)))
-    with open(path) as f:
-        state = json.load(f)
+    state = read_progress(path)
     # the skipped batches are only the ones done if the order and batches are the same
     for flag in ("seed", "batch_size"):
         given = getattr(opt, flag)
         if given is not None and given != state[flag]:
             raise SystemExit("--resume: the run used --{} {}, not {}".format(flag, state[flag], given))
+    return state
+
+
+# what trainer.json holds (Trainer.save_last writes it), and the types of the values
+PROGRESS_KEYS = {"epoch": int, "batch": int, "step": int, "seed": int, "batch_size": int, "best_val_loss": float}
+
+
+def read_progress(path):
+    """The trainer.json at `path`; SystemExit naming it and what to do when it is damaged."""
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        if not isinstance(state, dict):
+            raise ValueError("not a JSON object")
+        for key, kind in PROGRESS_KEYS.items():
+            value = state.get(key)
+            if value is None:
+                raise ValueError("no {!r}".format(key))
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind) or (
+                    kind is int and value < 0):
+                raise ValueError("{!r} is {!r}, not a {}".format(
+                    key, value, "number" if kind is float else "non-negative integer"))
+    except (OSError, ValueError) as e:  # also truncated or not JSON at all
+        folder = os.path.dirname(path)
+        raise SystemExit("--resume: {} is damaged ({}), so where the run stopped is unknown: start the run again "
+                         "with --overwrite, optionally from these weights with --load_weights_folder {} (copy "
+                         "them elsewhere first: --overwrite deletes them)".format(path, e, folder)) from None
     return state
 
 

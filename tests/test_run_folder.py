@@ -110,3 +110,23 @@ def test_a_non_finite_loss_says_which_checkpoint_exists(trainer, tmp_path):
         expected = ("the last checkpoint is {} (epoch 0, batch 0): --resume continues from it".format(last)
                     if checkpoint else "no checkpoint has been written yet (there is no {})".format(last))
         assert str(stop.value).endswith(expected)
+
+
+@pytest.mark.parametrize("damage, what", [
+    (lambda text: text[:len(text) // 2], "Expecting"),  # truncated
+    (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "step"}), "no 'step'"),
+    (lambda text: json.dumps(dict(json.loads(text), batch="1")), "'batch' is '1', not a non-negative integer"),
+    (lambda text: json.dumps(dict(json.loads(text), best_val_loss=None)), "no 'best_val_loss'"),
+    (lambda text: "[1, 2]", "not a JSON object"),
+])
+def test_a_damaged_trainer_json_says_what_to_do(trainer, tmp_path, damage, what):
+    trainer().save_last(0, 1)
+    path = tmp_path / "logs" / "run" / "models" / "last" / "trainer.json"
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(SystemExit) as stop:
+        trainer("--resume")
+    message = str(stop.value)
+    assert message.startswith("--resume: {} is damaged (".format(path)) and what in message
+    assert message.endswith("start the run again with --overwrite, optionally from these weights with "
+                            "--load_weights_folder {} (copy them elsewhere first: --overwrite deletes them)".format(
+                                path.parent))
