@@ -50,8 +50,14 @@ def test_resume_refuses_options_that_change_the_run(trainer):
     assert (resumed.epoch, resumed.start_batch) == (0, 1)
 
 
-@pytest.mark.parametrize("killed_at", ["between the renames", "deleting the old folder"])
-def test_a_save_killed_midway_is_repaired_at_the_next_start(trainer, tmp_path, monkeypatch, capsys, killed_at):
+@pytest.mark.parametrize("killed_at, complete", [
+    (1, False),  # at the rename that marks the written files complete: the previous checkpoint stays
+    (2, True),   # before the previous checkpoint is moved aside: the new one replaces it
+    (3, True),   # between the renames, models/last missing: the new one, not the previous
+    ("deleting the old folder", True),
+])
+def test_a_save_killed_midway_is_repaired_at_the_next_start(trainer, tmp_path, monkeypatch, capsys, killed_at,
+                                                            complete):
     first = trainer()
     first.save_last(0, 1)
     models = tmp_path / "logs" / "run" / "models"
@@ -59,9 +65,9 @@ def test_a_save_killed_midway_is_repaired_at_the_next_start(trainer, tmp_path, m
     first.step = 99
     real_replace, real_rmtree, renames = os.replace, shutil.rmtree, []
 
-    def kill_at_second_rename(src, dst):
+    def kill_at_rename(src, dst):
         renames.append(dst)
-        if len(renames) == 2:
+        if len(renames) == killed_at:
             raise KeyboardInterrupt  # stands for a kill -9
         real_replace(src, dst)
 
@@ -70,16 +76,15 @@ def test_a_save_killed_midway_is_repaired_at_the_next_start(trainer, tmp_path, m
             raise KeyboardInterrupt
         real_rmtree(path, *args, **kwargs)
 
-    if killed_at == "between the renames":
-        monkeypatch.setattr(os, "replace", kill_at_second_rename)
-        monkeypatch.setattr(shutil, "rmtree", lambda *args, **kwargs: None)  # a kill cleans nothing up
-    else:
+    if killed_at == "deleting the old folder":
         monkeypatch.setattr(shutil, "rmtree", kill_at_deleting_the_old_folder)
+    else:
+        monkeypatch.setattr(os, "replace", kill_at_rename)
+        monkeypatch.setattr(shutil, "rmtree", lambda *args, **kwargs: None)  # a kill cleans nothing up
     with pytest.raises(KeyboardInterrupt):
         first.save_last(0, 2)
     monkeypatch.undo()
-    left = sorted(os.listdir(models))
-    assert any(n.startswith(".old_last") for n in left)
+    assert (models / "last").is_dir() == (killed_at != 3)
     (models / ".tmp_lastABCDEFGH").mkdir()  # an older half-written save
     (models / ".tmp_lastABCDEFGH" / "encoder.pdparams").write_bytes(b"half")
 
@@ -87,13 +92,14 @@ def test_a_save_killed_midway_is_repaired_at_the_next_start(trainer, tmp_path, m
     out = capsys.readouterr().out
     assert sorted(os.listdir(models)) == ["last", "opt.json"]
     state = json.load(open(models / "last" / "trainer.json"))
-    if killed_at == "between the renames":  # the previous checkpoint is back
-        assert "restored {}".format(models / "last") in out
+    if complete:  # the newest complete checkpoint is kept
+        assert (state["batch"], resumed.start_batch, resumed.step) == (2, 2, 99)
+    else:  # the previous checkpoint is kept
         assert (state["batch"], resumed.start_batch, resumed.step) == (1, 1, 0)
         np.testing.assert_array_equal(utils.read_weights(str(models / "last" / "depth.pdparams"))
                                       ["decoder.0.conv.conv.weight"], saved["decoder.0.conv.conv.weight"])
-    else:  # the new one was complete
-        assert (state["batch"], resumed.start_batch, resumed.step) == (2, 2, 99)
+    if killed_at in (2, 3):
+        assert "completed the interrupted save of {}".format(models / "last") in out
     assert "left by an interrupted save" in out
 
 
