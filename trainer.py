@@ -10,7 +10,8 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from checkpoint import last_checkpoint, load_checkpoint, restore_rng_state, resume_state, save_checkpoint
+from checkpoint import (last_checkpoint, load_checkpoint, networks_problem, restore_rng_state, resume_state,
+                        save_checkpoint)
 from datasets import Loader, SeededBatchSampler, dataset_class
 from datasets.mono_dataset import MissingFilesError
 from eval_splits import MAX_DEPTH, MIN_DEPTH, SPLITS_DIR, garg_crop_mask
@@ -190,8 +191,10 @@ class Trainer:
             if not self.all_finite(loss):
                 # the weights may already be broken (an update from an infinite gradient), so
                 # the last checkpoint is kept as it is
-                raise SystemExit("the loss is not finite at epoch {}, batch {} (step {}); {}".format(
-                    self.epoch, batch_idx, self.step, last_checkpoint(self.models_dir)))
+                problem = networks_problem(self.models)
+                raise SystemExit("the loss is not finite at epoch {}, batch {} (step {}); {}; {}".format(
+                    self.epoch, batch_idx, self.step, "the weights have diverged: " + problem if problem else
+                    "the weights are still finite", last_checkpoint(self.models_dir)))
             self.optimizer.clear_grad()
             if self.scaler:
                 self.scaler.scale(loss).backward()

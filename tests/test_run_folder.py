@@ -3,6 +3,7 @@ asked, --resume keeps the options, an interrupted checkpoint save is repaired at
 start, and a non-finite loss says which checkpoint exists."""
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -113,9 +114,38 @@ def test_a_non_finite_loss_says_which_checkpoint_exists(trainer, tmp_path):
         with pytest.raises(SystemExit) as stop:
             run.train()
         last = tmp_path / "logs" / "run" / "models" / "last"
-        expected = ("the last checkpoint is {} (epoch 0, batch 0): --resume continues from it".format(last)
-                    if checkpoint else "no checkpoint has been written yet (there is no {})".format(last))
-        assert str(stop.value).endswith(expected)
+        expected = ("the last checkpoint is {} (epoch 0, batch 0), its weights are finite: --resume continues from "
+                    "it".format(last) if checkpoint else "no checkpoint has been written yet (there is no {})".format(last))
+        assert re.search(r"the weights have diverged: depth\.decoder\.\d+\.conv\.bias holds values that are not "
+                         r"finite; " + re.escape(expected) + "$", str(stop.value))
+
+
+def test_diverged_weights_are_not_saved_and_a_diverged_checkpoint_is_named(trainer, tmp_path):
+    run = trainer()
+    run.save_last(0, 1)
+    last = tmp_path / "logs" / "run" / "models" / "last"
+    good = utils.read_weights(str(last / "depth.pdparams"))
+    weight = run.models["depth"].convs[("dispconv", 0)].conv.weight
+    for value in (1e10, np.inf):
+        weight.set_value(np.full(weight.shape, value, np.float32))
+        for save in (lambda: run.save_last(0, 2), lambda: run.save_model("weights_0")):
+            with pytest.raises(SystemExit, match=r"^the weights have diverged \(depth\.decoder\.\d+\.conv\.weight "
+                                                 r"(reaches 1e\+10|holds values that are not finite)\): .* was not "
+                                                 r"written, it keeps its last good version; the last checkpoint is "
+                                                 r".*last \(epoch 0, batch 1\), its weights are finite"):
+                save()
+    assert sorted(os.listdir(last.parent)) == ["last", "opt.json"]
+    kept = utils.read_weights(str(last / "depth.pdparams"))
+    for name, value in good.items():
+        np.testing.assert_array_equal(kept[name], value)
+    # a checkpoint with such weights (written by an older version) is named as diverged
+    depth = dict(good, **{name: np.full(np.shape(v), 1e10, np.float32) for name, v in good.items()
+                          if isinstance(v, np.ndarray)})
+    utils.save_atomic(depth, str(last / "depth.pdparams"))
+    with pytest.raises(SystemExit, match=r"the last checkpoint is .*last \(epoch 0, batch 1\), but its weights "
+                                         r"have diverged too \(depth.pdparams: .* reaches 1e\+10\): start again "
+                                         r"from an earlier weights_N"):
+        run.save_last(0, 2)
 
 
 @pytest.mark.parametrize("damage, what", [
