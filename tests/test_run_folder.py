@@ -5,11 +5,14 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import utils
+from conftest import ROOT
 from options import MonodepthOptions
 from trainer import Trainer
 
@@ -40,6 +43,62 @@ def test_an_earlier_run_is_only_continued_or_replaced_when_asked(trainer, tmp_pa
         MonodepthOptions().parse(["--resume", "--overwrite"])
     trainer("--overwrite")
     assert not (models / "weights_0").exists() and (models / "opt.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["", " ", "/tmp/elsewhere", "..", "../run", "a/../../run", ".", "a/.."])
+def test_a_model_name_that_leaves_the_log_dir_is_refused(name, capsys):
+    with pytest.raises(SystemExit):
+        MonodepthOptions().parse(["--model_name", name])
+    assert "--model_name {!r} must name a folder inside --log_dir (not empty, not an absolute path, no '..')".format(
+        name) in capsys.readouterr().err
+    assert MonodepthOptions().parse(["--model_name", "group/run"]).model_name == "group/run"
+
+
+def test_overwrite_deletes_only_what_a_run_writes_once_the_new_run_has_started(trainer, tmp_path, capsys):
+    trainer().save_model("weights_0")
+    run = tmp_path / "logs" / "run"
+    (run / "models" / "notes.txt").write_text("mine")
+    (run / "train" / "plot.png").write_bytes(b"mine")
+    (run / "data").mkdir()
+    with pytest.raises(SystemExit, match="neither pretrained"):  # a start that fails deletes nothing
+        trainer("--overwrite", "--weights_init", str(tmp_path / "missing.pdparams"))
+    assert (run / "models" / "weights_0" / "depth.pdparams").is_file()
+    capsys.readouterr()
+    trainer("--overwrite")
+    assert "--overwrite left {}: a run does not write it".format(run / "models" / "notes.txt") in capsys.readouterr().out
+    assert sorted(os.listdir(run / "models")) == ["notes.txt", "opt.json"]
+    assert (run / "train" / "plot.png").read_bytes() == b"mine" and (run / "data").is_dir()
+    assert len([n for n in os.listdir(run / "train") if n.startswith("vdlrecords.")]) == 1
+
+
+@pytest.mark.parametrize("failure", [["--weights_init", "missing.pdparams"], ["--split", "missing_split"]])
+def test_a_failed_start_leaves_no_run_folder(trainer, tmp_path, failure):
+    with pytest.raises(SystemExit):
+        trainer(*failure)
+    assert not (tmp_path / "logs").exists()
+    (tmp_path / "logs" / "run").mkdir(parents=True)  # a folder that was there stays
+    with pytest.raises(SystemExit):
+        trainer(*failure)
+    assert os.listdir(tmp_path / "logs" / "run") == []
+
+
+def test_a_second_run_on_the_same_folder_is_refused_while_the_first_runs(trainer, tmp_path):
+    run = tmp_path / "logs" / "run"
+    run.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, run_folder; run_folder.lock(sys.argv[1]); "
+                               "print('locked', flush=True); sys.stdin.read()", str(run)], cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(SystemExit) as stop:
+            trainer()
+        assert str(stop.value) == ("{} is in use by another run (process {}): wait until it ends, or give another "
+                                   "--model_name".format(run, holder.pid))
+        assert os.listdir(run) == [".lock"]  # nothing of the run that holds it was touched
+    finally:
+        holder.communicate("", timeout=60)  # it ends, and with it its lock
+    trainer()
+    assert (run / "models" / "opt.json").is_file()
 
 
 def test_resume_refuses_options_that_change_the_run(trainer):
