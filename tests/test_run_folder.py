@@ -65,7 +65,8 @@ def test_overwrite_deletes_only_what_a_run_writes_once_the_new_run_has_started(t
     assert (run / "models" / "weights_0" / "depth.pdparams").is_file()
     capsys.readouterr()
     trainer("--overwrite")
-    assert "--overwrite left {}: a run does not write it".format(run / "models" / "notes.txt") in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--overwrite left {}: a run does not write it".format(run / "models" / "notes.txt") in out
     assert sorted(os.listdir(run / "models")) == ["notes.txt", "opt.json"]
     assert (run / "train" / "plot.png").read_bytes() == b"mine" and (run / "data").is_dir()
     assert len([n for n in os.listdir(run / "train") if n.startswith("vdlrecords.")]) == 1
@@ -173,8 +174,9 @@ def test_a_non_finite_loss_says_which_checkpoint_exists(trainer, tmp_path):
         with pytest.raises(SystemExit) as stop:
             run.train()
         last = tmp_path / "logs" / "run" / "models" / "last"
-        expected = ("the last checkpoint is {} (epoch 0, batch 0), its weights are finite: --resume continues from "
-                    "it".format(last) if checkpoint else "no checkpoint has been written yet (there is no {})".format(last))
+        expected = ("the last checkpoint is {} (epoch 0, batch 0), its weights are finite: --resume continues "
+                    "from it".format(last) if checkpoint else
+                    "no checkpoint has been written yet (there is no {})".format(last))
         assert re.search(r"the weights have diverged: depth\.decoder\.\d+\.conv\.bias holds values that are not "
                          r"finite; " + re.escape(expected) + "$", str(stop.value))
 
