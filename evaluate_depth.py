@@ -11,8 +11,8 @@ its metrics equal the eager network's within 1e-6.
 The numbers depend on every step (bilinear resize of the disparity to the ground truth's
 size, the Garg crop, median scaling, clipping to 1e-3..80 m), so each follows the
 reference exactly. It prints the reference's table (the row of seven numbers after '&')
-and writes the metrics to eval_depth_<split>.json beside the weights (beside the
---ext_disp_to_eval file when no weights are given). The depth range (--min_depth,
+and writes the metrics, with every image's own, to eval_depth_<split>.json beside the weights
+(beside the --ext_disp_to_eval file when no weights are given). The depth range (--min_depth,
 --max_depth) is the one the weights were trained with unless given.
 """
 import json
