@@ -11,8 +11,8 @@ its metrics equal the eager network's within 1e-6.
 The numbers depend on every step (bilinear resize of the disparity to the ground truth's
 size, the Garg crop, median scaling, clipping to 1e-3..80 m), so each follows the
 reference exactly. It prints the reference's table (the row of seven numbers after '&')
-and writes the metrics to eval_depth_<split>.json beside the weights (beside the
---ext_disp_to_eval file when no weights are given). The depth range (--min_depth,
+and writes the metrics, with every image's own, to eval_depth_<split>.json beside the weights
+(beside the --ext_disp_to_eval file when no weights are given). The depth range (--min_depth,
 --max_depth) is the one the weights were trained with unless given.
 """
 import json
@@ -256,7 +256,8 @@ def check_count(gt, count):
 
 
 def compute_metrics(opt, split, disps, gt):
-    """Mean of the seven metrics over the images, and the median-scaling ratios (if used)."""
+    """The seven metrics of every image (N x 7; the reported ones are their mean, as in the
+    reference), and the median-scaling ratios (if used)."""
     median_scaling = not opt.disable_median_scaling
     scale = opt.pred_depth_scale_factor
     if opt.eval_stereo:
@@ -285,11 +286,14 @@ def compute_metrics(opt, split, disps, gt):
             pred_depth *= ratio
         pred_depth = np.clip(pred_depth, MIN_DEPTH, MAX_DEPTH)
         errors.append(compute_depth_errors(gt_depth, pred_depth))
-    return np.mean(errors, axis=0), np.array(ratios, dtype=np.float64)
+    return np.array(errors, dtype=np.float64), np.array(ratios, dtype=np.float64)
 
 
-def report(opt, split, metrics, ratios, results_dir, num_images):
-    """Print the reference's table and write it as JSON for scripts."""
+def report(opt, split, errors, ratios, results_dir, images):
+    """Print the reference's table (the mean of the per-image `errors`) and write it as JSON
+    for scripts, with every image's metrics under "per_image" in the split's order ("image":
+    its test_files.txt line, when known)."""
+    metrics = np.mean(errors, axis=0)
     summary = None
     if len(ratios):
         med = np.median(ratios)
@@ -298,10 +302,11 @@ def report(opt, split, metrics, ratios, results_dir, num_images):
     print("\n  " + "".join("{:>8} | ".format(name) for name in METRICS))
     print("".join("&{: 8.3f}  ".format(value) for value in metrics) + "\\\\")
     result = {"split": split.name, "mode": "stereo" if opt.eval_stereo else "mono",
-              "num_images": int(num_images), "post_process": bool(opt.post_process),
+              "num_images": len(errors), "post_process": bool(opt.post_process),
               "weights": opt.load_weights_folder, "disparities": opt.ext_disp_to_eval,
               "min_depth": opt.min_depth, "max_depth": opt.max_depth,
-              "metrics": dict(zip(METRICS, map(float, metrics))), "scaling_ratios": summary}
+              "metrics": dict(zip(METRICS, map(float, metrics))), "scaling_ratios": summary,
+              "per_image": dict(image=images, **{name: errors[:, i].tolist() for i, name in enumerate(METRICS)})}
     path = os.path.join(results_dir, "eval_depth_{}.json".format(split.name))
     with errors_naming(path), open(path, "w") as f:
         json.dump(result, f, indent=2)
@@ -360,8 +365,9 @@ def evaluate(opt):
         gt = load_ground_truth(split, split_lines)
     check_count(gt, len(disps))
     print("-> Evaluating")
-    metrics, ratios = compute_metrics(opt, split, disps, gt)
-    result = report(opt, split, metrics, ratios, results_dir, len(disps))
+    errors, ratios = compute_metrics(opt, split, disps, gt)
+    images = gt.lines or (split_lines if split_lines is not None and len(split_lines) == len(disps) else None)
+    result = report(opt, split, errors, ratios, results_dir, images)
     print("\n-> Done!")
     return result
 

@@ -113,6 +113,21 @@ def test_disable_median_scaling_and_scale_factor(tmp_path, splits):
     np.testing.assert_allclose(metrics(result), [0, 0, 0, 0, 1, 1, 1], atol=1e-6)
 
 
+def test_per_image_errors_in_json(tmp_path, splits):
+    splits("synthetic", [np.full((20, 30), 10, np.float32)] * 2, lines=["a 1 l", "b 2 r"])
+    result = evaluate(options("--eval_mono", "--disable_median_scaling", "--eval_split", "synthetic",
+                              "--ext_disp_to_eval", disparities(tmp_path, 0.2, 0.1)))  # 5 m and 10 m
+    per_image = result["per_image"]
+    assert per_image["image"] == ["a 1 l", "b 2 r"]
+    np.testing.assert_allclose(per_image["abs_rel"], [0.5, 0], atol=1e-7)
+    np.testing.assert_allclose(per_image["rmse"], [5, 0], atol=1e-5)
+    np.testing.assert_allclose(per_image["a1"], [0, 1])
+    for name in evaluate_depth.METRICS:  # the reported metrics are their means
+        assert result["metrics"][name] == pytest.approx(np.mean(per_image[name]))
+    with open(tmp_path / "eval_depth_synthetic.json") as f:
+        assert json.load(f)["per_image"] == per_image
+
+
 def test_predictions_are_capped_at_80_m(tmp_path, splits):
     splits("synthetic", [np.full((20, 30), 40, np.float32)])
     result = evaluate(options("--eval_mono", "--disable_median_scaling", "--eval_split", "synthetic",
