@@ -282,8 +282,7 @@ def run(args):
     predict, info = load_model(args, device)
     check_metric(args, info)
     min_depth, max_depth = depth_range(args, info)
-    scale = stereo_scale(info.get("dataset") or "kitti", "--pred_metric_depth",
-                         "drop it for relative depth") if args.pred_metric_depth else None
+    scale = stereo_scale(info, "--pred_metric_depth", "drop it for relative depth") if args.pred_metric_depth else None
     output_dir = args.output_dir or default_dir or "."
     os.makedirs(output_dir, exist_ok=True)
     resize = args.resize or info.get("resize") or "lanczos"

@@ -102,15 +102,16 @@ def check_eval_options(opt):
 
 
 def split_stereo_scale(opt, split):
-    """Metres per unit of stereo-trained depth: the rig of the dataset the weights record
-    they were trained on (KITTI 5.4, a folder dataset 1), else of the split's dataset."""
-    name = split.dataset
+    """Metres per network unit of stereo-trained depth: what the weights record (their
+    scale, else their dataset's rig: KITTI 5.4), else the rig of the split's dataset."""
+    record = {}
     if opt.ext_disp_to_eval is None and opt.load_weights_folder:
-        name = weights_record(weights_folder(opt))["dataset"] or name
+        record = weights_record(weights_folder(opt))
     elif opt.ext_disp_to_eval is None and os.path.isfile(opt.exported + INFO_SUFFIX):
         with open(opt.exported + INFO_SUFFIX) as f:
-            name = json.load(f).get("dataset") or name
-    return stereo_scale(name, "--eval_stereo", "use --eval_mono")
+            record = json.load(f)
+    return stereo_scale(dict(record, dataset=record.get("dataset") or split.dataset), "--eval_stereo",
+                        "use --eval_mono")
 
 
 def weights_folder(opt):
