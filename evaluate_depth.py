@@ -12,7 +12,9 @@ The numbers depend on every step (bilinear resize of the disparity to the ground
 size, the Garg crop, median scaling, clipping to 1e-3..80 m), so each follows the
 reference exactly. It prints the reference's table (the row of seven numbers after '&')
 and writes the metrics to eval_depth_<split>.json beside the weights (beside the
---ext_disp_to_eval file when no weights are given). The depth range (--min_depth,
+--ext_disp_to_eval file when no weights are given); a split folder's name there is
+<folder name>-<8 hex digits of its absolute path's SHA-1>, so that folders of the same
+name elsewhere do not overwrite each other's results (disps_<split>_split.npy likewise). The depth range (--min_depth,
 --max_depth) is the one the weights were trained with unless given.
 """
 import json
@@ -317,7 +319,7 @@ def report(opt, split, metrics, ratios, results_dir, num_images):
               "weights": opt.load_weights_folder, "disparities": opt.ext_disp_to_eval,
               "min_depth": opt.min_depth, "max_depth": opt.max_depth,
               "metrics": dict(zip(METRICS, map(float, metrics))), "scaling_ratios": summary}
-    path = os.path.join(results_dir, "eval_depth_{}.json".format(split.name))
+    path = os.path.join(results_dir, "eval_depth_{}.json".format(split.results_name))
     with errors_naming(path), open(path, "w") as f:
         json.dump(result, f, indent=2)
     print("-> Metrics written to {}".format(path))
@@ -347,7 +349,7 @@ def evaluate(opt):
         results_dir = (weights_folder(opt) if opt.load_weights_folder
                        else os.path.dirname(os.path.abspath(opt.ext_disp_to_eval)))
 
-    name = "disps_{}_split.npy".format(split.name)
+    name = "disps_{}_split.npy".format(split.results_name)
     if opt.save_pred_disps:
         path = os.path.join(weights_folder(opt), name)
         print("-> Saving predicted disparities to {}".format(path))

@@ -1,8 +1,10 @@
 """evaluate_depth.py: the reference's protocol on hand-made disparities (numbers worked out
 by hand), every flag, the JSON output and the errors, plus runs of a tiny untrained
 network on a tiny synthetic drive."""
+import hashlib
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -451,8 +453,16 @@ def test_split_table_and_folders(drive, weights, tmp_path, capsys):
     result = evaluate(options("--data_path", drive["root"], "--eval_split", str(folder), "--eval_mono",
                               "--load_weights_folder", weights))
     assert result["split"] == "my_split" and result["num_images"] == 3
-    with open(os.path.join(weights, "eval_depth_my_split.json")) as f:
+    results = "eval_depth_my_split-{}.json".format(hashlib.sha1(os.path.realpath(folder).encode()).hexdigest()[:8])
+    with open(os.path.join(weights, results)) as f:
         assert json.load(f) == result
+    # a folder of the same name elsewhere writes its own results file
+    other = tmp_path / "elsewhere" / "my_split"
+    shutil.copytree(folder, other)
+    evaluate(options("--data_path", drive["root"], "--eval_split", str(other), "--eval_mono",
+                     "--load_weights_folder", weights))
+    assert sorted(n for n in os.listdir(weights) if n.startswith("eval_depth_my_split")) == sorted([
+        results, "eval_depth_my_split-{}.json".format(hashlib.sha1(os.path.realpath(other).encode()).hexdigest()[:8])])
 
 
 @pytest.mark.parametrize("values, message", [
