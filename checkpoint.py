@@ -16,7 +16,7 @@ def encoder_entries(opt):
     """What the encoder file records beside its weights (network.RECORDED): what it is,
     and the options that decide its output, so that prediction can read them from it."""
     values = dict(vars(opt), kind=opt.backbone, frame_ids=list(opt.frame_ids))
-    return {k: values[k] for k in RECORDED}
+    return {k: values.get(k) for k in RECORDED}  # stereo_scale: set by the trainer
 
 
 def checkpoint_files(models, optimizer, opt):

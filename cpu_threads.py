@@ -6,12 +6,14 @@ a 640x192 ResNet-18 depth network runs about 2x slower on two cores than with th
 variable set. OpenMP reads it once, so it has to be set before paddle loads. This
 sets it to the cores this process may use, shared among the processes of a
 paddle.distributed.launch run, and keeps a value the user set. Paddle's warning
-about a value above 1 (written for its data-parallel training on GPUs) is dropped.
+about a value above 1 (written for its data-parallel training on GPUs) is dropped,
+and so is its "No ccache found" warning (about compiling C++ extensions).
 """
 import contextlib
 import io
 import os
 import sys
+import warnings
 
 PADDLE_WARNING = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY.")
 
@@ -43,7 +45,9 @@ def import_paddle():
     if "paddle" in sys.modules:
         return
     os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_process()))
-    with contextlib.redirect_stderr(io.StringIO()) as captured:
+    with contextlib.redirect_stderr(io.StringIO()) as captured, warnings.catch_warnings():
+        # about compiling C++ extensions, which nothing here does
+        warnings.filterwarnings("ignore", message="No ccache found")
         import paddle  # noqa: F401
     kept = [line for line in captured.getvalue().splitlines(keepends=True)
             if not line.startswith(PADDLE_WARNING)]

@@ -8,10 +8,13 @@
 For each image NAME it writes NAME_disp.jpeg (the disparity at the image's size, colour-
 mapped with magma from its minimum to its 95th percentile) and NAME_disp.npy (the scaled
 disparity at the network's input size) or, with --pred_metric_depth, NAME_depth.npy
-(metric depth, for stereo-trained weights). Video frames are named <video>_<frame>.
-Disparities are scaled to the depth range the weights were trained with (--min_depth,
---max_depth override it; 0.1..100 m for weights that do not record it).
-Outputs go beside the input unless --output_dir is given.
+(metric depth, for stereo-trained weights), beside the input unless --output_dir is given.
+A video gives a depth video at its own frame rate (<video>_depth.mp4, or --depth_video),
+and the files of each frame (<video>_<frame>_disp.jpeg, ...) only with --save_frames, in
+--output_dir or <video>_frames/. Disparities are scaled to the depth range the weights were
+trained with (--min_depth, --max_depth override it; 0.1..100 for weights that do not
+record it); metric depth multiplies by the metres per unit the weights record (5.4 for
+KITTI's rig and weights that do not record it).
 
 --model_name takes one of the reference's released models: it is downloaded once into
 models/<name>, checked against its md5 sum and converted to Paddle weights there.
@@ -64,6 +67,9 @@ RELEASED_MODELS = {
     "mono+stereo_1024x320": ("mono%2Bstereo_1024x320.zip", "cdc5fc9b23513c07d5b19235d9ef08f7"),
 }
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+# The depth video's frame rate when the input does not tell (images, a video header without
+# one): KITTI's, the rate the networks are trained at.
+DEFAULT_FPS = 10
 # The depth range of weights that do not record theirs (the training's defaults).
 DEFAULT_DEPTH_RANGE = (0.1, 100)
 PREFETCH = 4  # images read and resized ahead of the network
@@ -155,16 +161,17 @@ def read_video(path):
         raise ValueError("no frame could be read from the video {}".format(path))
 
 
-def video_length(path):
-    """The number of frames the video's header announces, None when it does not say."""
+def video_header(path):
+    """(number of frames, frames per second) that the video's header announces, each None
+    when it does not say."""
     try:
         import cv2
     except ImportError:
-        return None
+        return None, None
     capture = cv2.VideoCapture(path)
-    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    count, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS)
     capture.release()
-    return count if count > 0 else None
+    return (count if count > 0 else None), (fps if 0 < fps < 1000 else None)
 
 
 def open_image(path):
@@ -193,7 +200,7 @@ def find_inputs(image_path, ext):
     folder = os.path.dirname(image_path)
     if suffix.lower() in VIDEO_EXTENSIONS:
         return folder, (("{}_{:06d}".format(stem, i), frame) for i, frame in read_video(image_path)), \
-            video_length(image_path)
+            video_header(image_path)[0]
     return folder, iter([(stem, open_image(image_path))]), 1
 
 
@@ -292,10 +299,12 @@ def run(args):
     predict, info = load_model(args, device)
     check_metric(args, info)
     min_depth, max_depth = depth_range(args, info)
-    scale = stereo_scale(info.get("dataset") or "kitti", "--pred_metric_depth",
-                         "drop it for relative depth") if args.pred_metric_depth else None
-    output_dir = args.output_dir or default_dir or "."
-    os.makedirs(output_dir, exist_ok=True)
+    scale = stereo_scale(info, "--pred_metric_depth", "drop it for relative depth") if args.pred_metric_depth else None
+    is_video = os.path.splitext(args.image_path)[1].lower() in VIDEO_EXTENSIONS
+    output_dir, depth_video, per_image = outputs(args, default_dir, is_video)
+    fps = (video_header(args.image_path)[1] if is_video else None) or DEFAULT_FPS
+    if per_image:
+        os.makedirs(output_dir, exist_ok=True)
     resize = args.resize or info.get("resize") or "lanczos"
     inputs = ((n, im, network_input(im, info, resize)) for n, im in items)
     # a reader thread beside a network using every core slows both (DEVELOPERS.md)
@@ -306,10 +315,13 @@ def run(args):
     for name, image, batch in progress(inputs, total=total, desc="demo"):
         disp = predict(batch)
         disp_full = at_image_size(disp, image)
-        if args.depth_video:
-            video = video or open_video_writer(args.depth_video, image.size)
+        if depth_video:
+            video = video or open_video_writer(depth_video, image.size, fps)
             frame = np.concatenate([np.asarray(image), colorize(disp_full)], axis=1)
             video.write(frame[:, :, ::-1].copy())  # OpenCV takes BGR
+        count += 1
+        if not per_image:
+            continue
         scaled_disp, depth = disp_to_depth(disp, min_depth, max_depth)
         if args.pred_metric_depth:
             npy = os.path.join(output_dir, name + "_depth.npy")
@@ -319,20 +331,33 @@ def run(args):
             np.save(npy, scaled_disp)
         jpeg = os.path.join(output_dir, name + "_disp.jpeg")
         Image.fromarray(colorize(disp_full)).save(jpeg)
-        count += 1
         tqdm.write("   {}: {} and {}".format(count, jpeg, npy))
     seconds = time.perf_counter() - start
     if video is not None:
         video.release()
-        print("-> Depth video (input | colour-mapped disparity): {}".format(args.depth_video))
-    is_video = os.path.splitext(args.image_path)[1].lower() in VIDEO_EXTENSIONS
+        print("-> Depth video (input | colour-mapped disparity, {:g} frames/s): {}".format(fps, depth_video))
     print("-> Done: {} {}{} in {:.1f} s ({:.2f} {}/s)".format(
         count, "frame" if is_video else "image", "" if count == 1 else "s", seconds, count / seconds,
         "frames" if is_video else "images"))
     return count
 
 
-def open_video_writer(path, size, fps=10):
+def outputs(args, default_dir, is_video):
+    """(folder of the per-image files, depth video or None, whether to write per-image files).
+    Images get their files beside them or in --output_dir. A video gets a depth video
+    (--depth_video, else <video>_depth.mp4 in --output_dir or beside the video) and per-frame
+    files only with --save_frames (into --output_dir, else <video>_frames/ beside it)."""
+    if not is_video:
+        return args.output_dir or default_dir or ".", args.depth_video, True
+    stem = os.path.splitext(os.path.basename(args.image_path))[0]
+    output_dir = args.output_dir or os.path.join(default_dir, stem + "_frames")
+    depth_video = args.depth_video
+    if depth_video is None and not args.save_frames:
+        depth_video = os.path.join(args.output_dir or default_dir, stem + "_depth.mp4")
+    return output_dir, depth_video, args.save_frames
+
+
+def open_video_writer(path, size, fps):
     """An OpenCV writer of `path` (.mp4) for frames twice as wide as `size`."""
     import cv2
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -365,8 +390,12 @@ def parse_args(argv=None):
     parser.add_argument("--force_metric_depth", action="store_true",
                         help="with --pred_metric_depth, accept weights not trained with stereo")
     parser.add_argument("--output_dir", help="where to write the outputs (default: beside the input)")
-    parser.add_argument("--depth_video", help="also write this .mp4: each frame beside its colour-mapped "
-                        "disparity (frames of one size: a video or a sequence)")
+    parser.add_argument("--depth_video", help="write this .mp4: each frame beside its colour-mapped disparity, at "
+                        "the input video's frame rate (frames of one size: a video or a sequence of images; a "
+                        "video's default: <video>_depth.mp4 unless --save_frames)")
+    parser.add_argument("--save_frames", action="store_true",
+                        help="video input: write each frame's files (as for images) into --output_dir, "
+                             "else <video>_frames/ beside the video")
     parser.add_argument("--min_depth", type=float, help="minimum depth (default: the weights' training value)")
     parser.add_argument("--max_depth", type=float, help="maximum depth (default: the weights' training value)")
     parser.add_argument("--resize", choices=list(RESAMPLING),

@@ -5,6 +5,7 @@ EVAL_SPLITS; a new split is one row. --eval_split also takes a folder holding
 test_files.txt, whose images are read with --dataset and scored as that dataset's own
 ground truth is (see folder_split)."""
 import collections
+import hashlib
 import os
 
 import numpy as np
@@ -36,9 +37,10 @@ EVAL_SPLITS = {
 FOLDER_SPLITS = {"kitti": ("velodyne", "garg"), "kitti_depth": ("png", None), "folder": ("depth", None)}
 
 
-# a split resolved for use: its name (for file names), what EvalSplit says, and the path of
-# its test file (gt_depths.npz sits beside it)
-Split = collections.namedtuple("Split", "name dataset ground_truth crop test_file")
+# a split resolved for use: its name, what EvalSplit says, the path of its test file
+# (gt_depths.npz sits beside it), and the name of the files of its results (evaluate_depth.py):
+# a folder's name and a short hash of its absolute path, as folders elsewhere share names
+Split = collections.namedtuple("Split", "name dataset ground_truth crop test_file results_name")
 
 
 def eval_split(name, dataset="kitti", splits_dir=SPLITS_DIR):
@@ -46,14 +48,16 @@ def eval_split(name, dataset="kitti", splits_dir=SPLITS_DIR):
     --dataset `dataset` reads."""
     if name in EVAL_SPLITS:
         row = EVAL_SPLITS[name]
-        return Split(name, row.dataset, row.ground_truth, row.crop, os.path.join(splits_dir, row.test_file))
+        return Split(name, row.dataset, row.ground_truth, row.crop, os.path.join(splits_dir, row.test_file), name)
     if not os.path.isdir(name):
         raise ValueError("--eval_split {}: neither one of {} nor a folder".format(name, ", ".join(EVAL_SPLITS)))
     if dataset not in FOLDER_SPLITS:
         raise ValueError("--eval_split {}: a split folder of --dataset {} has no depth ground truth "
                          "(use --dataset {})".format(name, dataset, " or ".join(FOLDER_SPLITS)))
-    return Split(os.path.basename(os.path.normpath(name)), dataset, *FOLDER_SPLITS[dataset],
-                 os.path.join(name, "test_files.txt"))
+    folder = os.path.realpath(name)
+    base = os.path.basename(folder)
+    return Split(base, dataset, *FOLDER_SPLITS[dataset], os.path.join(name, "test_files.txt"),
+                 "{}-{}".format(base, hashlib.sha1(folder.encode()).hexdigest()[:8]))
 
 
 def depth_splits():

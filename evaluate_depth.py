@@ -12,7 +12,9 @@ The numbers depend on every step (bilinear resize of the disparity to the ground
 size, the Garg crop, median scaling, clipping to 1e-3..80 m), so each follows the
 reference exactly. It prints the reference's table (the row of seven numbers after '&')
 and writes the metrics, with every image's own, to eval_depth_<split>.json beside the weights
-(beside the --ext_disp_to_eval file when no weights are given). The depth range (--min_depth,
+(beside the --ext_disp_to_eval file when no weights are given); a split folder's name there is
+<folder name>-<8 hex digits of its absolute path's SHA-1>, so that folders of the same
+name elsewhere do not overwrite each other's results (disps_<split>_split.npy likewise). The depth range (--min_depth,
 --max_depth) is the one the weights were trained with unless given.
 """
 import json
@@ -83,15 +85,16 @@ def check_eval_options(opt):
 
 
 def split_stereo_scale(opt, split):
-    """Metres per unit of stereo-trained depth: the rig of the dataset the weights record
-    they were trained on (KITTI 5.4, a folder dataset 1), else of the split's dataset."""
-    name = split.dataset
+    """Metres per network unit of stereo-trained depth: what the weights record (their
+    scale, else their dataset's rig: KITTI 5.4), else the rig of the split's dataset."""
+    record = {}
     if opt.ext_disp_to_eval is None and opt.load_weights_folder:
-        name = weights_record(weights_folder(opt))["dataset"] or name
+        record = weights_record(weights_folder(opt))
     elif opt.ext_disp_to_eval is None and os.path.isfile(opt.exported + INFO_SUFFIX):
         with open(opt.exported + INFO_SUFFIX) as f:
-            name = json.load(f).get("dataset") or name
-    return stereo_scale(name, "--eval_stereo", "use --eval_mono")
+            record = json.load(f)
+    return stereo_scale(dict(record, dataset=record.get("dataset") or split.dataset), "--eval_stereo",
+                        "use --eval_mono")
 
 
 def weights_folder(opt):
@@ -307,7 +310,7 @@ def report(opt, split, errors, ratios, results_dir, images):
               "min_depth": opt.min_depth, "max_depth": opt.max_depth,
               "metrics": dict(zip(METRICS, map(float, metrics))), "scaling_ratios": summary,
               "per_image": dict(image=images, **{name: errors[:, i].tolist() for i, name in enumerate(METRICS)})}
-    path = os.path.join(results_dir, "eval_depth_{}.json".format(split.name))
+    path = os.path.join(results_dir, "eval_depth_{}.json".format(split.results_name))
     with errors_naming(path), open(path, "w") as f:
         json.dump(result, f, indent=2)
     print("-> Metrics written to {}".format(path))
@@ -337,7 +340,7 @@ def evaluate(opt):
         results_dir = (weights_folder(opt) if opt.load_weights_folder
                        else os.path.dirname(os.path.abspath(opt.ext_disp_to_eval)))
 
-    name = "disps_{}_split.npy".format(split.name)
+    name = "disps_{}_split.npy".format(split.results_name)
     if opt.save_pred_disps:
         path = os.path.join(weights_folder(opt), name)
         print("-> Saving predicted disparities to {}".format(path))

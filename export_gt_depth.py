@@ -22,6 +22,8 @@ import sys
 import zipfile
 import zlib
 
+import cpu_threads  # noqa: F401  (before paddle, which datasets imports: no import warnings)
+
 import numpy as np
 from PIL import Image
 

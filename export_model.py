@@ -33,7 +33,7 @@ FORMAT_SUFFIXES = {"paddle": (".json", ".pdiparams"), "onnx": (ONNX_SUFFIX,)}
 # paddle2onnx 2.1 converts this network at opsets 13 and 17; at 11 its constant folding fails
 ONNX_OPSET = 17
 # what the weights record that prediction needs, written to the info file when known
-RECORDED_INFO = ("min_depth", "max_depth", "frame_ids", "dataset", "resize")
+RECORDED_INFO = ("min_depth", "max_depth", "frame_ids", "dataset", "resize", "stereo_scale")
 
 
 def load_net_and_info(folder):

@@ -4,6 +4,7 @@ import argparse
 import math
 import os
 
+from cpu_threads import available_cores
 from datasets import DATASETS
 from datasets.folder_dataset import check_intrinsics
 from eval_splits import EVAL_SPLITS, eval_split
@@ -46,8 +47,12 @@ class MonodepthOptions:
         add("--width", type=int, default=640, help="input image width (a multiple of 32)")
         add("--disparity_smoothness", type=float, default=1e-3, help="disparity smoothness weight")
         add("--scales", nargs="+", type=int, default=[0, 1, 2, 3], help="scales used in the loss")
-        add("--min_depth", type=float, default=0.1, help="minimum depth")
-        add("--max_depth", type=float, default=100.0, help="maximum depth")
+        add("--min_depth", type=float, default=0.1,
+            help="minimum depth, in the network's units: those where a stereo rig's baseline is 0.1 "
+                 "(KITTI's 0.54 m, so 1 unit = 5.4 m there; a folder dataset's rig likewise, the factor "
+                 "to metres is recorded with the weights). From scratch keep 0.1 for mono (larger "
+                 "values can collapse training to this depth everywhere)")
+        add("--max_depth", type=float, default=100.0, help="maximum depth, in the units of --min_depth")
         add("--use_stereo", action="store_true", help="if set, uses stereo pair for training")
         add("--frame_ids", nargs="+", type=int, default=[0, -1, 1], help="frames to load")
 
@@ -89,7 +94,8 @@ class MonodepthOptions:
                  "norm normalises with its running statistics and does not update them")
         add("--seed", type=int, default=None,
             help="seed for weights, sampling and augmentation (makes runs reproducible)")
-        add("--num_workers", type=int, default=12, help="number of dataloader workers")
+        add("--num_workers", type=int, default=available_cores(),
+            help="number of dataloader workers (default: this machine's cores, {})".format(available_cores()))
         add("--amp", action="store_true",
             help="mixed precision on the GPU: the networks in float16, geometry and losses in float32")
 

@@ -11,7 +11,8 @@
 Why --min_depth 1 (in training and evaluation): with the default 0.1 the untrained
 network's disparity (sigmoid 0.5) warps the other view by about a third of the image, the
 unwarped image then wins the per-pixel minimum everywhere and no gradient reaches the depth
-network; with 1 m the first warps are a few pixels and training starts at once. Every
+network; with 1 (the network's units: 5.4 m on KITTI's rig) the first warps are a few pixels and
+training starts at once. Every
 command is printed as it runs, so it can be copied.
 """
 import argparse

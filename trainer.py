@@ -8,6 +8,7 @@ import time
 import numpy as np
 import paddle
 import paddle.nn.functional as F
+from tqdm import tqdm
 
 import run_folder
 from checkpoint import (last_checkpoint, load_checkpoint, networks_problem, restore_rng_state, resume_state,
@@ -15,10 +16,11 @@ from checkpoint import (last_checkpoint, load_checkpoint, networks_problem, rest
 from datasets import Loader, SeededBatchSampler, dataset_class
 from datasets.mono_dataset import MissingFilesError
 from eval_splits import MAX_DEPTH, MIN_DEPTH, SPLITS_DIR, garg_crop_mask
-from layers import compute_depth_errors
+from layers import compute_depth_errors, disp_to_depth
 from model import MonodepthModel
 from options import changed_options
-from utils import check_writable, normalize_image, pick_device, readlines, recover_interrupted_saves, sec_to_hm_str
+from utils import (check_writable, normalize_image, pick_device, progress, readlines, recover_interrupted_saves,
+                   sec_to_hm_str)
 
 
 def lr_factor(epoch, step_size):
@@ -126,6 +128,9 @@ class Trainer:
             except (FileNotFoundError, ValueError) as e:
                 raise SystemExit("{}: {}".format(split_file.format(part), e))
         self.train_dataset, self.val_dataset = datasets
+        # metres per network unit of stereo depth, recorded with the weights (datasets.stereo_scale);
+        # validation's transform uses the training's units
+        opt.stereo_scale = self.val_dataset.stereo_scale = self.train_dataset.stereo_scale if opt.use_stereo else None
         per_process = opt.batch_size // self.world_size
         self.train_sampler = SeededBatchSampler(len(self.train_dataset), per_process, True, True, opt.seed,
                                                 self.world_size, self.rank)
@@ -198,7 +203,11 @@ class Trainer:
         self.set_train()
         self.train_sampler.set_epoch(self.epoch, self.start_batch)
         self.train_dataset.set_epoch(self.epoch)
-        for batch_idx, inputs in enumerate(self.train_loader, self.start_batch):
+        bar = progress(self.train_loader, total=len(self.train_sampler), desc="epoch {}".format(self.epoch),
+                       unit="batch", disable=not self.is_main)
+        # without a bar (not a terminal), a console line about every tenth of the epoch
+        line_every = max(1, -(-len(self.train_sampler) // 10)) if bar.disable else 0
+        for batch_idx, inputs in enumerate(bar, self.start_batch):
             before_op_time = time.time()
             outputs, losses = self.step_model(inputs)
             loss = losses["loss"]
@@ -222,7 +231,7 @@ class Trainer:
             early_phase = batch_idx % self.opt.log_frequency == 0 and self.step < 2000
             late_phase = self.step % 2000 == 0
             log_now = early_phase or late_phase
-            if log_now and self.is_main:
+            if self.is_main and (log_now or (line_every and batch_idx % line_every == 0)):
                 self.log_time(batch_idx, duration, float(loss))
             if self.opt.visualdl_frequency is not None:
                 log_now = self.step % self.opt.visualdl_frequency == 0
@@ -251,13 +260,21 @@ class Trainer:
         return bool(finite)
 
     def validate(self):
-        """Mean loss over the whole validation split (all processes), for choosing models/best."""
+        """Mean loss over the whole validation split (all processes), for choosing models/best;
+        a network that predicts one depth everywhere is reported (collapse_message)."""
         self.model.eval()
         total, count = 0.0, 0
+        low, high = float("inf"), float("-inf")
         with paddle.no_grad():
             for inputs in self.val_loader:
-                total += float(self.model(inputs)[1]["loss"]) * inputs[("color", 0, 0)].shape[0]
+                outputs, losses = self.model(inputs)
+                total += float(losses["loss"]) * inputs[("color", 0, 0)].shape[0]
                 count += inputs[("color", 0, 0)].shape[0]
+                disp = outputs[("disp", 0)]
+                low, high = min(low, float(disp.min())), max(high, float(disp.max()))
+        message = collapse_message(low, high, self.opt)
+        if message and self.is_main:
+            print(message)
         if self.world_size > 1:
             sums = paddle.to_tensor([total, float(count)], dtype="float64")
             paddle.distributed.all_reduce(sums)
@@ -302,9 +319,9 @@ class Trainer:
         """One progress line, as the reference prints it."""
         samples_per_sec = self.opt.batch_size / max(duration, 1e-9)
         time_sofar = time.time() - self.start_time
-        done = self.step - self.first_step
-        left = (self.num_total_steps - self.step) * time_sofar / done if done > 0 else 0
-        print("epoch {:>3} | batch {:>6} | examples/s: {:5.1f} | loss: {:.5f} | time elapsed: {} | "
+        done = self.step - self.first_step + 1  # this step included
+        left = (self.num_total_steps - self.step - 1) * time_sofar / done
+        tqdm.write("epoch {:>3} | batch {:>6} | examples/s: {:5.1f} | loss: {:.5f} | time elapsed: {} | "
               "time left: {}".format(self.epoch, batch_idx, samples_per_sec, loss,
                                      sec_to_hm_str(time_sofar), sec_to_hm_str(left)))
 
@@ -396,6 +413,27 @@ class Trainer:
         if changed:
             raise SystemExit("--resume: the run in {} has other options: {}. Resume with the same ones, or "
                              "start a new run with another --model_name".format(self.log_path, ", ".join(changed)))
+
+
+# A validation set whose disparities (sigmoid outputs, 0..1) all lie within this of each other
+# has collapsed: one depth for every pixel of every image.
+COLLAPSE_SPREAD = 1e-3
+
+
+def collapse_message(low, high, opt):
+    """What to tell the user when the validation disparities span only [low, high] (a
+    collapsed network), else None. Mono from scratch collapses to --min_depth when it is
+    too large (the reference does the same)."""
+    if not high - low < COLLAPSE_SPREAD:
+        return None
+    depth = float(disp_to_depth((low + high) / 2, opt.min_depth, opt.max_depth)[1])
+    if low > 0.5:
+        cause = ("--min_depth {} is likely too large: from scratch, mono learns with the default 0.1 and stereo "
+                 "with 0.1-1 (the network's units: KITTI's 0.54 m rig is 0.1)".format(opt.min_depth))
+    else:
+        cause = "--max_depth {} is likely too small, or the camera does not move".format(opt.max_depth)
+    return ("WARNING: training has collapsed: the disparity is {:.4f}..{:.4f} over the whole validation set, "
+            "a depth of {:.4g} everywhere. {}; start again with other options".format(low, high, depth, cause))
 
 
 DEPTH_METRIC_NAMES = ["de/abs_rel", "de/sq_rel", "de/rms", "de/log_rms", "da/a1", "da/a2", "da/a3"]

@@ -64,12 +64,12 @@ def check_writable(folder):
             pass
 
 
-def progress(iterable=None, total=None, desc=None, unit="image"):
+def progress(iterable=None, total=None, desc=None, unit="image", disable=None):
     """A tqdm progress bar (rate and time left) over `iterable`, drawn only when stderr is a
-    terminal; use bar.update(n) when there is no iterable."""
+    terminal (and `disable` is not True); use bar.update(n) when there is no iterable."""
     from tqdm import tqdm  # imported here: only the long-running scripts need it
 
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=None, dynamic_ncols=True)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable or None, dynamic_ncols=True)
 
 
 def save_atomic(obj, path):

@@ -38,12 +38,14 @@ def dataset_class(name):
     return DATASETS[name]
 
 
-def stereo_scale(name, flag, advice):
-    """Metres per unit of the depth of weights stereo-trained on dataset `name` (the rig's
-    baseline over the 0.1 units training assumes); `flag` names the option asking for it,
-    `advice` what to do instead."""
-    scale = dataset_class(name).stereo_scale
+def stereo_scale(record, flag, advice):
+    """Metres per network unit of stereo-trained depth (the rig's baseline over STEREO_BASELINE):
+    the scale the weights record (`record`: their entries, network.RECORDED), else that of the
+    rig of their dataset (KITTI's). `flag` names the option asking for it, `advice` what to do
+    instead."""
+    name = record.get("dataset") or "kitti"
+    scale = record.get("stereo_scale") or dataset_class(name).stereo_scale
     if scale is None:
-        raise ValueError("{}: depth stereo-trained on --dataset {} has no known metric scale; {}".format(
-            flag, name, advice))
+        raise ValueError("{}: depth stereo-trained on --dataset {} has no known metric scale (weights trained "
+                         "here record it); {}".format(flag, name, advice))
     return scale

@@ -10,8 +10,10 @@ image size, so frames of any size and aspect are resized to --height/--width wit
 intrinsics following; --intrinsics gives them for every sequence instead. The optional
 fifth number is the stereo baseline in metres (the right camera's offset to the right of
 the left one, the pair rectified: the right frames share the intrinsics). Stereo training
-uses that baseline for the transform between the cameras, so the depth it learns is in
-metres (stereo_scale 1), whatever each rig's baseline.
+uses the network's units, as on KITTI: the rig's baseline is STEREO_BASELINE (0.1) units,
+so --min_depth/--max_depth mean the same depth range on any rig, and stereo_scale (the
+baseline / 0.1, recorded with the weights) turns the units into metres. With several rigs
+the largest baseline is the 0.1, and the others are in proportion.
 
 Split lines are 'sequence frame' or 'sequence frame l|r' (r: the right camera's frame).
 """
@@ -22,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from .loader import DataError
-from .mono_dataset import MonoDataset
+from .mono_dataset import STEREO_BASELINE, MonoDataset
 
 INTRINSICS_FILE = "intrinsics.txt"
 
@@ -62,7 +64,7 @@ class FolderDataset(MonoDataset):
     and replaces the intrinsics files."""
 
     other_side = {"l": "r", "r": "l"}
-    stereo_scale = 1.0  # stereo training's transform is the baseline in metres
+    stereo_scale = None  # known once the split's baselines are read (stereo only)
 
     def __init__(self, *args, intrinsics=None, **kwargs):
         self._given = None if intrinsics is None else check_intrinsics(list(intrinsics), "--intrinsics")
@@ -70,8 +72,8 @@ class FolderDataset(MonoDataset):
         super().__init__(*args, **kwargs)
         for folder, frame_index, side in self.lines:  # missing or bad intrinsics fail here
             self.get_intrinsics(folder, frame_index, side, False)
-            if "s" in self.frame_idxs:
-                self.stereo_baseline(folder)
+        if "s" in self.frame_idxs:
+            self.stereo_scale = max(self.baseline_metres(folder) for folder, _, _ in self.lines) / STEREO_BASELINE
         self.check_frame_sizes()
 
     def check_frame_sizes(self):
@@ -137,6 +139,9 @@ class FolderDataset(MonoDataset):
         return K
 
     def stereo_baseline(self, folder):
+        return self.baseline_metres(folder) / self.stereo_scale
+
+    def baseline_metres(self, folder):
         _, baseline, source = self._cameras[folder]
         if baseline is None:
             raise ValueError(f"stereo needs the baseline of sequence {folder}: add it in metres as a fifth "

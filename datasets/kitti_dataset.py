@@ -7,7 +7,7 @@ from PIL import Image
 
 from kitti_utils import load_velodyne_points, project_depth_map, velo_to_image
 from .loader import DataError
-from .mono_dataset import MonoDataset
+from .mono_dataset import STEREO_BASELINE, MonoDataset
 
 
 class KITTIDataset(MonoDataset):
@@ -25,8 +25,7 @@ class KITTIDataset(MonoDataset):
     full_res_shape = (1242, 375)
     side_map = {"2": 2, "3": 3, "l": 2, "r": 3}
     other_side = {"l": "r", "r": "l", "2": "3", "3": "2"}
-    # metres per unit of stereo-trained depth: the rig's 0.54 m baseline over the 0.1 units
-    # of the stereo transform training uses (stereo_baseline)
+    # metres per network unit: the rig's 0.54 m baseline over STEREO_BASELINE
     stereo_scale = 5.4
 
     def parse_line(self, number, line):
@@ -49,7 +48,7 @@ class KITTIDataset(MonoDataset):
         return side in ("l", "2")
 
     def stereo_baseline(self, folder):
-        return 0.1  # the reference's unit: the rig's 0.54 m
+        return STEREO_BASELINE  # the rig's 0.54 m
 
     def check_depth(self):
         """Whether the first line's ground truth (its first depth file) exists, as in the reference."""

@@ -23,6 +23,9 @@ from .loader import DataError
 # How images are resized to the network's sizes (--resize): the reference uses Lanczos; the
 # published Paddle port trained and evaluated its weights on nearest-neighbour resizes.
 RESAMPLING = {"lanczos": Image.LANCZOS, "nearest": Image.NEAREST}
+# The length of the stereo transform in the network's units: the reference's 0.1 for KITTI's
+# 0.54 m rig. Every stereo dataset uses it, so --min_depth/--max_depth mean the same on any rig.
+STEREO_BASELINE = 0.1
 
 
 def pil_loader(path):
@@ -94,7 +97,7 @@ class MonoDataset(paddle.io.Dataset):
     """
 
     other_side = {}  # side code of a split line -> the other camera's (stereo datasets)
-    stereo_scale = None  # metres per unit of stereo-trained depth, when the rig is known
+    stereo_scale = None  # metres per network unit of stereo-trained depth (rig baseline / STEREO_BASELINE)
     for_training = True  # False for test images without neighbouring frames
 
     def __init__(self, data_path, filenames, height, width, frame_idxs, num_scales,
@@ -240,8 +243,8 @@ class MonoDataset(paddle.io.Dataset):
         return {"resize": opt.resize}
 
     def stereo_baseline(self, folder):
-        """Distance between the cameras of `folder` in the units of the depth that stereo
-        training learns (stereo_scale converts those to metres)."""
+        """Distance between the cameras of `folder` in the network's units (STEREO_BASELINE
+        for the rig stereo_scale describes; stereo_scale converts the units to metres)."""
         raise NotImplementedError
 
     def is_left(self, side):

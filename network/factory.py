@@ -20,10 +20,10 @@ from .resnet_encoder import ResnetEncoder
 # `num_ch_enc` (channels of its five feature maps) and `title` (its name in messages)
 BACKBONES = {"resnet": ResnetEncoder}
 # What an encoder file records beside its weights: the network's kind and depth, and the
-# training options that decide what it outputs (the dataset: the scale of stereo depth).
-# None when a file does not record it.
+# training options that decide what it outputs, and for stereo training the metres per network
+# unit (stereo_scale; else the dataset's rig's). None when a file does not record it.
 RECORDED = ("kind", "num_layers", "height", "width", "use_stereo", "min_depth", "max_depth", "frame_ids",
-            "dataset", "resize")
+            "dataset", "resize", "stereo_scale")
 
 
 def backbone(kind):

@@ -1,6 +1,6 @@
 """cpu_threads.py: OMP_NUM_THREADS is set before paddle loads, from the usable cores, shared
-among the processes of a distributed launch; a value the user set is kept; Paddle's warning
-about it is not shown."""
+among the processes of a distributed launch; a value the user set is kept; Paddle's warnings
+about it and about ccache are not shown."""
 import os
 import subprocess
 import sys
@@ -32,3 +32,4 @@ def test_thread_count(env, expected):
     (value, parsed), stderr = threads_seen_by_paddle(**env)
     assert value == str(expected) and parsed == str(expected)
     assert "OMP_NUM_THREADS set to" not in stderr
+    assert "No ccache found" not in stderr  # Paddle's note about compiling C++ extensions

@@ -478,9 +478,11 @@ def test_nearest_resize_is_pils_and_the_published_ports(tmp_path):
 def test_stereo_scale_is_the_rigs_and_unknown_rigs_are_named(monkeypatch):
     from datasets import DATASETS, MonoDataset, stereo_scale
 
-    assert stereo_scale("kitti", "--eval_stereo", "") == 5.4
-    assert stereo_scale("folder", "--eval_stereo", "") == 1.0
+    assert stereo_scale({"dataset": "kitti"}, "--eval_stereo", "") == 5.4
+    assert stereo_scale({}, "--eval_stereo", "") == 5.4  # the reference's weights record nothing
+    assert stereo_scale({"dataset": "folder", "stereo_scale": 3.0}, "--eval_stereo", "") == 3.0
     monkeypatch.setitem(DATASETS, "rigless", MonoDataset)
-    with pytest.raises(ValueError, match="--pred_metric_depth: depth stereo-trained on --dataset rigless has no "
-                                         "known metric scale; drop it"):
-        stereo_scale("rigless", "--pred_metric_depth", "drop it")
+    for record in ({"dataset": "rigless"}, {"dataset": "folder"}):
+        with pytest.raises(ValueError, match="--pred_metric_depth: depth stereo-trained on --dataset {} has no "
+                                             "known metric scale .*; drop it".format(record["dataset"])):
+            stereo_scale(record, "--pred_metric_depth", "drop it")

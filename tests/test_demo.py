@@ -150,25 +150,41 @@ def test_metric_depth_refused_for_a_rig_of_unknown_baseline(stereo_weights, imag
     assert "--pred_metric_depth: depth stereo-trained on --dataset rigless has no known metric scale" in err
 
 
-def write_video(path, frames):
+def write_video(path, frames, fps=10):
     """A 96x48 MJPG video of `frames` plain frames of growing brightness."""
     cv2 = pytest.importorskip("cv2")
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 48))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (96, 48))
     for i in range(frames):
         writer.write(np.full((48, 96, 3), 60 * i + 20, np.uint8))
     writer.release()
     return str(path)
 
 
-def test_video_frames(stereo_weights, tmp_path):
-    video = write_video(tmp_path / "clip.avi", 3)
+def test_video_gives_a_depth_video_at_its_rate_and_frame_files_only_when_asked(stereo_weights, tmp_path, capsys):
+    cv2 = pytest.importorskip("cv2")
+    video = write_video(tmp_path / "clip.avi", 3, fps=25)
     run_demo("--image_path", video, "--load_weights_folder", stereo_weights)
-    names = sorted(n for n in os.listdir(tmp_path) if n != "clip.avi")
+    assert sorted(os.listdir(tmp_path)) == ["clip.avi", "clip_depth.mp4"]
+    assert "25 frames/s): " + str(tmp_path / "clip_depth.mp4") in capsys.readouterr().out
+    capture = cv2.VideoCapture(str(tmp_path / "clip_depth.mp4"))
+    assert capture.get(cv2.CAP_PROP_FPS) == 25 and capture.get(cv2.CAP_PROP_FRAME_COUNT) == 3
+    capture.release()
+    run_demo("--image_path", video, "--load_weights_folder", stereo_weights, "--save_frames")
+    assert sorted(os.listdir(tmp_path)) == ["clip.avi", "clip_depth.mp4", "clip_frames"]
+    names = sorted(os.listdir(tmp_path / "clip_frames"))
     assert names == ["clip_{:06d}_disp.{}".format(i, e) for i in range(3) for e in ("jpeg", "npy")]
-    first, last = (np.load(tmp_path / "clip_{:06d}_disp.npy".format(i)) for i in (0, 2))
+    first, last = (np.load(tmp_path / "clip_frames" / "clip_{:06d}_disp.npy".format(i)) for i in (0, 2))
     assert first.shape == (1, 1, 64, 192) and not np.allclose(first, last)
-    with Image.open(tmp_path / "clip_000001_disp.jpeg") as jpeg:
+    with Image.open(tmp_path / "clip_frames" / "clip_000001_disp.jpeg") as jpeg:
         assert jpeg.size == (96, 48)
+
+
+def test_depth_video_rate_falls_back_to_kittis_without_one(monkeypatch, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    assert demo.video_header(write_video(tmp_path / "clip.avi", 2, fps=30)) == (2, 30)
+    monkeypatch.setattr(cv2.VideoCapture, "get", lambda self, prop: 0.0)  # a header that does not say
+    assert demo.video_header(str(tmp_path / "clip.avi")) == (None, None)
+    assert demo.DEFAULT_FPS == 10
 
 
 def test_exported_model_gives_the_eager_results(stereo_weights, images, tmp_path):
@@ -188,7 +204,8 @@ def test_video_streams_through_the_model_exported_on_first_use(stereo_weights, t
     weights = tmp_path / "weights"
     shutil.copytree(stereo_weights, weights)
     for out, model in {"eager": (), "exported": ("--exported",)}.items():
-        run_demo("--image_path", video, "--load_weights_folder", weights, *model, "--output_dir", tmp_path / out)
+        run_demo("--image_path", video, "--load_weights_folder", weights, *model, "--output_dir", tmp_path / out,
+                 "--save_frames")
         assert "-> Done: 4 frames in " in capsys.readouterr().out
     assert os.path.isfile(weights / "inference" / "depth.onnx")
     for i in range(4):
@@ -202,7 +219,7 @@ def test_video_streams_through_the_model_exported_on_first_use(stereo_weights, t
     read_ahead = []
     monkeypatch.setattr(demo, "prefetched", lambda items, real=demo.prefetched: read_ahead.append(1) or real(items))
     run_demo("--image_path", video, "--load_weights_folder", weights, "--exported", "--backend", "paddle",
-             "--output_dir", tmp_path / "again")
+             "--output_dir", tmp_path / "again", "--save_frames")
     out = capsys.readouterr().out
     assert "(paddle fp32 on cpu (1 threads)" in out and "-> Done: 4 frames in" in out and "frames/s)" in out
     assert read_ahead == [1]
@@ -345,7 +362,7 @@ def test_depth_video_puts_each_frame_beside_its_disparity(stereo_weights, tmp_pa
     video = write_video(tmp_path / "clip.avi", 3)
     out = str(tmp_path / "out" / "depth.mp4")
     run_demo("--image_path", video, "--load_weights_folder", stereo_weights, "--output_dir", tmp_path / "out",
-             "--depth_video", out)
+             "--depth_video", out, "--save_frames")
     capture = cv2.VideoCapture(out)
     frames = []
     while True:

@@ -1,8 +1,10 @@
 """evaluate_depth.py: the reference's protocol on hand-made disparities (numbers worked out
 by hand), every flag, the JSON output and the errors, plus runs of a tiny untrained
 network on a tiny synthetic drive."""
+import hashlib
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -468,8 +470,16 @@ def test_split_table_and_folders(drive, weights, tmp_path, capsys):
     result = evaluate(options("--data_path", drive["root"], "--eval_split", str(folder), "--eval_mono",
                               "--load_weights_folder", weights))
     assert result["split"] == "my_split" and result["num_images"] == 3
-    with open(os.path.join(weights, "eval_depth_my_split.json")) as f:
+    results = "eval_depth_my_split-{}.json".format(hashlib.sha1(os.path.realpath(folder).encode()).hexdigest()[:8])
+    with open(os.path.join(weights, results)) as f:
         assert json.load(f) == result
+    # a folder of the same name elsewhere writes its own results file
+    other = tmp_path / "elsewhere" / "my_split"
+    shutil.copytree(folder, other)
+    evaluate(options("--data_path", drive["root"], "--eval_split", str(other), "--eval_mono",
+                     "--load_weights_folder", weights))
+    assert sorted(n for n in os.listdir(weights) if n.startswith("eval_depth_my_split")) == sorted([
+        results, "eval_depth_my_split-{}.json".format(hashlib.sha1(os.path.realpath(other).encode()).hexdigest()[:8])])
 
 
 @pytest.mark.parametrize("values, message", [
@@ -550,17 +560,19 @@ def test_prediction_progress_bar_on_a_terminal(run, monkeypatch):
 def test_stereo_scale_is_that_of_the_dataset_the_weights_were_trained_on(tmp_path, monkeypatch):
     from datasets import DATASETS, MonoDataset
 
-    """KITTI-trained stereo depth is in units of 0.54 m / 0.1, a folder dataset's in metres;
-    weights that do not record their dataset take the split's (here a folder split)."""
-    for dataset, scale in (("kitti", 5.4), ("folder", 1.0), (None, 1.0)):
+    """Stereo depth is in units of the rig's baseline / 0.1: KITTI's 5.4 m, a folder dataset's
+    as its weights record it; weights that record neither take the split's dataset's (here a
+    folder split's: unknown)."""
+    for dataset, recorded, scale in (("kitti", None, 5.4), ("folder", 3.0, 3.0), (None, 2.0, 2.0)):
         folder = tmp_path / str(dataset)
         folder.mkdir()
-        paddle.save({"num_layers": 18, "dataset": dataset}, str(folder / "encoder.pdparams"))
+        paddle.save({"num_layers": 18, "dataset": dataset, "stereo_scale": recorded}, str(folder / "encoder.pdparams"))
         opt = options("--eval_stereo", "--dataset", "folder", "--eval_split", str(tmp_path),
                       "--load_weights_folder", str(folder))
         assert evaluate_depth.split_stereo_scale(opt, evaluate_depth.eval_split(str(tmp_path), "folder")) == scale
     monkeypatch.setitem(DATASETS, "rigless", MonoDataset)
-    paddle.save({"num_layers": 18, "dataset": "rigless"}, str(folder / "encoder.pdparams"))
-    with pytest.raises(ValueError, match="--eval_stereo: depth stereo-trained on --dataset rigless has no known "
-                                         "metric scale; use --eval_mono"):
-        evaluate_depth.split_stereo_scale(opt, evaluate_depth.eval_split(str(tmp_path), "folder"))
+    for dataset in ("rigless", None):
+        paddle.save({"num_layers": 18, "dataset": dataset}, str(folder / "encoder.pdparams"))
+        with pytest.raises(ValueError, match="--eval_stereo: depth stereo-trained on --dataset {} has no known "
+                                             "metric scale .*; use --eval_mono".format(dataset or "folder")):
+            evaluate_depth.split_stereo_scale(opt, evaluate_depth.eval_split(str(tmp_path), "folder"))

@@ -28,7 +28,7 @@ def test_checkpoint_records_kind_depth_and_output_options(tmp_path):
     _, record = network.encoder_record(str(tmp_path / "w" / "encoder.pdparams"))
     assert record == {"kind": "resnet", "num_layers": 18, "height": 64, "width": 96, "use_stereo": True,
                       "min_depth": 1.0, "max_depth": 50.0, "frame_ids": [0, -1, 1], "dataset": "kitti",
-                      "resize": "nearest"}
+                      "resize": "nearest", "stereo_scale": None}  # the trainer sets it (from the dataset)
     _, pose = network.encoder_record(str(tmp_path / "w" / "pose_encoder.pdparams"))
     assert (pose["kind"], pose["num_layers"]) == ("resnet", 18)
 

@@ -37,8 +37,11 @@ def dataset(root, lines, frame_ids, **kwargs):
 
 def test_stereo_pair_from_right_folder_and_baseline(tmp_path):
     write_sequence(tmp_path)
-    left, right = dataset(tmp_path, ["seq 1", "seq 1 r"], [0, -1, "s"])
-    assert left["stereo_T"][0, 3] == np.float32(-0.3) and right["stereo_T"][0, 3] == np.float32(0.3)
+    data = dataset(tmp_path, ["seq 1", "seq 1 r"], [0, -1, "s"])
+    left, right = data
+    # the 0.3 m baseline is the network's 0.1 units, as KITTI's 0.54 m: 3 m a unit
+    assert left["stereo_T"][0, 3] == np.float32(-0.1) and right["stereo_T"][0, 3] == np.float32(0.1)
+    assert data.stereo_scale == pytest.approx(3)
     expected = np.asarray(Image.open(tmp_path / "seq" / "right" / "0000000001.png").resize((64, 32), Image.LANCZOS))
     np.testing.assert_array_equal(np.round(left[("color", "s", 0)] * 255).transpose(1, 2, 0), expected)
     np.testing.assert_array_equal(right[("color", "s", 0)], left[("color", 0, 0)])
@@ -46,6 +49,17 @@ def test_stereo_pair_from_right_folder_and_baseline(tmp_path):
     np.testing.assert_allclose(right[("K", 1)][:2, :3], [[16, 0, 40 / 3], [0, 12, 8]], rtol=1e-6)
     with pytest.raises(ValueError, match="split line 1 'seq 1 x': expected 'sequence frame' or 'sequence frame l|r'"):
         dataset(tmp_path, ["seq 1 x"], [0])
+
+
+def test_rigs_of_other_baselines_are_in_proportion_to_the_largest(tmp_path):
+    write_sequence(tmp_path)  # seq: 0.3 m from the root's intrinsics.txt
+    write_sequence(tmp_path / "wide", intrinsics=None)
+    os.rename(tmp_path / "wide" / "seq", tmp_path / "wide_seq")
+    with open(tmp_path / "wide_seq" / "intrinsics.txt", "w") as f:
+        f.write("24 24 20 16 0.6\n")
+    data = dataset(tmp_path, ["seq 1", "wide_seq 1"], [0, "s"])
+    assert data.stereo_scale == pytest.approx(6)
+    assert data[0]["stereo_T"][0, 3] == pytest.approx(-0.05) and data[1]["stereo_T"][0, 3] == pytest.approx(-0.1)
 
 
 def test_stereo_errors_name_the_file(tmp_path):
@@ -103,7 +117,8 @@ def test_intrinsics_flag_errors(flags, message, capsys):
 
 def test_stereo_training_and_evaluation_on_a_folder_dataset(tmp_path, capsys):
     """A synthetic drive's two cameras as a folder dataset (baseline 0.54 m given with
-    --intrinsics): stereo training runs, and --eval_stereo scales its metric depth by 1."""
+    --intrinsics): stereo training runs in KITTI's units, records 5.4 m a unit, and
+    --eval_stereo scales its depth by that."""
     width, height, frames = 192, 64, 6
     drive = os.path.join(tmp_path, generate_drive(str(tmp_path), num_frames=frames, width=width, height=height,
                                                   workers=1)["folder"])
@@ -127,6 +142,6 @@ def test_stereo_training_and_evaluation_on_a_folder_dataset(tmp_path, capsys):
         "--dataset", "folder", "--data_path", str(root), "--eval_split", str(root), "--eval_stereo",
         "--num_workers", "0", "--load_weights_folder", str(tmp_path / "logs" / "stereo" / "models" / "weights_0")]
         + intrinsics))
-    assert "Stereo evaluation - disabling median scaling, scaling by 1.0" in capsys.readouterr().out
+    assert "Stereo evaluation - disabling median scaling, scaling by 5.4" in capsys.readouterr().out
     assert result["num_images"] == 2 * frames and result["mode"] == "stereo"
     assert 0 < result["metrics"]["abs_rel"] < 10

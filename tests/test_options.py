@@ -1,6 +1,8 @@
 """Options: the reference's names and defaults, and clear start-up errors."""
 import pytest
 
+import cpu_threads
+
 from options import MonodepthOptions
 
 REFERENCE_DEFAULTS = dict(
@@ -9,7 +11,7 @@ REFERENCE_DEFAULTS = dict(
     use_stereo=False, frame_ids=[0, -1, 1], batch_size=12, learning_rate=1e-4, num_epochs=20,
     scheduler_step_size=15, v1_multiscale=False, avg_reprojection=False, disable_automasking=False,
     predictive_mask=False, no_ssim=False, weights_init="pretrained", pose_model_input="pairs",
-    pose_model_type="separate_resnet", no_cuda=False, num_workers=12, load_weights_folder=None,
+    pose_model_type="separate_resnet", no_cuda=False, load_weights_folder=None,
     models_to_load=["encoder", "depth", "pose_encoder", "pose"], log_frequency=250, save_frequency=1,
     eval_stereo=False, eval_mono=False, disable_median_scaling=False, pred_depth_scale_factor=1,
     ext_disp_to_eval=None, eval_split="eigen", save_pred_disps=False, no_eval=False,
@@ -21,6 +23,8 @@ def test_defaults_are_the_reference_defaults():
     for name, value in REFERENCE_DEFAULTS.items():
         assert getattr(opt, name) == value, name
     assert opt.data_path.endswith("kitti_data") and opt.log_dir.endswith("tmp")
+    # the reference's 12 loader workers would crowd a small machine: as many as it has cores
+    assert opt.num_workers == cpu_threads.available_cores()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,4 +1,5 @@
 """The training loop on real KITTI frames: checkpoints, fine-tuning, resuming, failures, two processes."""
+import argparse
 import json
 import os
 import re
@@ -11,7 +12,7 @@ import pytest
 
 from conftest import ROOT
 from options import MonodepthOptions
-from trainer import Trainer
+from trainer import COLLAPSE_SPREAD, Trainer, collapse_message
 
 DRIVE = "2011_09_26/2011_09_26_drive_0001_sync"
 
@@ -176,3 +177,38 @@ def test_fine_tuning_needs_imagenet_weights_only_for_encoders_the_folder_lacks(t
                                        "--load_weights_folder", str(folder), "--models_to_load", "encoder"])
     assert encoder_init(stereo) == "scratch"  # no pose network
     assert encoder_init(MonodepthOptions().parse(["--weights_init", "x.h5"])) == "x.h5"
+
+
+def test_collapse_detector_names_the_likely_cause():
+    opt = MonodepthOptions().parse(["--min_depth", "1"])
+    assert collapse_message(0.2, 0.9, opt) is None and collapse_message(0.5, 0.5 + COLLAPSE_SPREAD, opt) is None
+    near = collapse_message(0.9999, 1.0, opt)  # depth = --min_depth everywhere
+    assert "training has collapsed" in near and "a depth of 1 everywhere" in near
+    assert "--min_depth 1.0 is likely too large" in near and "mono learns with the default 0.1" in near
+    far = collapse_message(0.0, 0.0005, opt)
+    assert "--max_depth 100.0 is likely too small, or the camera does not move" in far
+
+
+def test_a_collapsed_run_is_reported_and_progress_shows_within_the_epoch(split, kitti_sample, tmp_path, capsys):
+    trainer = Trainer(options(split, kitti_sample, tmp_path, "--model_name", "flat", "--num_epochs", "1",
+                              "--log_frequency", "250", "--frame_ids", "0", "-1", "1", "--min_depth", "1"))
+    for s in range(4):  # every pixel at the largest disparity, saturated so that it stays there
+        conv = trainer.models["depth"].convs[("dispconv", s)].conv
+        conv.weight.set_value(np.zeros(conv.weight.shape, np.float32))
+        conv.bias.set_value(np.full(conv.bias.shape, 30, np.float32))
+    capsys.readouterr()
+    trainer.train()
+    out = capsys.readouterr().out
+    assert "WARNING: training has collapsed: the disparity is 1.0000..1.0000 over the whole validation set, " \
+           "a depth of 1 everywhere. --min_depth 1.0 is likely too large" in out
+    # not a terminal: a line about every tenth of the epoch (here each of its 2 batches), not only every 250
+    assert re.findall(r"epoch   0 \| batch +(\d+)", out) == ["0", "1"]
+
+
+def test_time_left_is_estimated_from_the_first_step(monkeypatch, capsys):
+    import trainer as trainer_module
+    monkeypatch.setattr(trainer_module.time, "time", lambda: 102.0)
+    state = argparse.Namespace(opt=argparse.Namespace(batch_size=4), start_time=100.0, step=0, first_step=0,
+                               num_total_steps=11, epoch=0)
+    Trainer.log_time(state, 0, 2.0, 0.5)
+    assert "time elapsed: 00h00m02s | time left: 00h00m20s" in capsys.readouterr().out

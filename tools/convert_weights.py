@@ -16,6 +16,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cpu_threads  # noqa: E402,F401  (before paddle: its threads, and no import warnings)
 from torch_weights import load_pth, load_torch_names, pretrained_dir, resnet_depth, to_paddle_state_dict  # noqa: E402
 from utils import save_atomic  # noqa: E402
 

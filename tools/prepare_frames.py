@@ -2,7 +2,7 @@
 
     python tools/prepare_frames.py drive.mp4 [more.mp4 frames_dir/ ...] --out ROOT
         [--fps 10 | --every N] [--min_change 0.01] [--intrinsics FX FY CX CY [BASELINE] | --fov DEGREES]
-        [--right RIGHT.mp4 ...] [--frame_ids 0 -1 1] [--val_fraction 0.1]
+        [--right RIGHT.mp4 ...] [--frame_ids 0 -1 1] [--val_fraction 0.1] [--test_fraction 0.1]
 
 Each input becomes the sequence ROOT/<name>/ of frames 0000000000.jpg, ... in temporal
 order. --every keeps every Nth frame, --fps the frames closest to that rate (Monodepth2 is
@@ -13,9 +13,12 @@ to [0, 1], at 64 pixels wide (a parked camera gives the photometric loss nothing
 metres) is written to ROOT/intrinsics.txt; --fov guesses them per sequence from a
 horizontal field of view, with a warning. --right gives each input's right camera (a
 rectified stereo pair): its frames with the same numbers as the left's kept ones go to
-ROOT/<name>/right/, and the training lines use both cameras. Writes
-ROOT/train_files.txt and val_files.txt (the last --val_fraction of every sequence) with
-only the frames whose neighbours for --frame_ids exist, and test_files.txt (every frame).
+ROOT/<name>/right/, and the training lines use both cameras (--frame_ids defaults to 0
+then: stereo training). Every sequence is cut in three: training frames, then about
+--val_fraction of them for validation, then the last --test_fraction held out for testing,
+with len(--frame_ids) frames left out between the parts, so that no frame a line reads is
+read by another part. Writes ROOT/train_files.txt, val_files.txt (lines whose neighbours
+for --frame_ids lie in their own part) and test_files.txt (the test frames, left camera).
 Then: python train.py --dataset folder --data_path ROOT --split ROOT
 """
 import argparse
@@ -92,13 +95,23 @@ def extract(path, folder, step, min_change, keep=None):
     return count, size[1], kept
 
 
-def split_lines(name, count, frame_ids, val_fraction, sides="l"):
-    """(train lines, val lines) of a sequence: frames whose neighbours exist, the last part for validation."""
-    usable = [i for i in range(count) if all(0 <= i + f < count for f in frame_ids)]
-    num_val = min(len(usable) - 1, max(1, round(val_fraction * len(usable)))) if len(usable) > 1 else 0
-    lines = ["{} {} {}".format(name, i, side) for i in usable for side in sides]
-    cut = len(lines) - num_val * len(sides)
-    return lines[:cut], lines[cut:]
+def split_lines(name, count, frame_ids, val_fraction, test_fraction, sides="l"):
+    """(train, val, test lines) of a sequence of `count` frames, cut into three consecutive
+    ranges: training first, then validation (about val_fraction of the frames), then test (the
+    last test_fraction, left camera only), with len(frame_ids) frames left out between the
+    ranges. A line needs its neighbours for frame_ids within its own range (a test line reads its
+    own frame only), so no frame is read by two parts and none borders another part's."""
+    gap = len(frame_ids)
+    num_test = max(1, round(test_fraction * count)) if test_fraction > 0 else 0
+    num_val = max(max(frame_ids) - min(frame_ids) + 1, round(val_fraction * count))  # at least one line
+    val_end = count - num_test - (gap if num_test else 0)
+    val_start = val_end - num_val
+
+    def lines(start, end, ids, sides):
+        return ["{} {} {}".format(name, i, side) for i in range(max(start, 0), end)
+                if all(start <= i + f < end for f in ids) for side in sides]
+    return (lines(0, val_start - gap, frame_ids, sides), lines(val_start, val_end, frame_ids, sides),
+            lines(count - num_test, count, [0], "l"))
 
 
 def write_lines(path, lines):
@@ -107,12 +120,17 @@ def write_lines(path, lines):
 
 
 def prepare(inputs, out, fps=None, every=None, min_change=0.01, intrinsics=None, fov=None,
-            frame_ids=(0, -1, 1), val_fraction=0.1, right=None):
+            frame_ids=None, val_fraction=0.1, right=None, test_fraction=0.1):
     """Build the folder dataset ROOT=`out` from the videos or folders `inputs` (and their
-    right cameras `right`); returns the number of (train, val) lines."""
+    right cameras `right`); returns the number of (train, val, test) lines. `frame_ids`
+    defaults to 0 -1 1, with `right` to 0 (stereo training)."""
     if right is not None and len(right) != len(inputs):
         raise ValueError("--right gives {} right cameras for {} inputs: give one per input".format(
             len(right), len(inputs)))
+    if frame_ids is None:
+        frame_ids = [0, -1, 1] if right is None else [0]
+        if right is not None:
+            print("--right: lines for stereo training (--frame_ids 0); give --frame_ids 0 -1 1 for mono+stereo")
     os.makedirs(out, exist_ok=True)
     if intrinsics is not None:
         write_lines(os.path.join(out, "intrinsics.txt"), [" ".join("{:.6f}".format(v) for v in intrinsics)])
@@ -133,18 +151,18 @@ def prepare(inputs, out, fps=None, every=None, min_change=0.01, intrinsics=None,
             f = width / 2 / math.tan(math.radians(fov) / 2)
             write_lines(os.path.join(out, name, "intrinsics.txt"), ["{:.6f} {:.6f} {:.6f} {:.6f}".format(
                 f, f, width / 2, height / 2)])
-        seq_train, seq_val = split_lines(name, count, frame_ids, val_fraction, "l" if right is None else "lr")
-        train += seq_train
-        val += seq_val
-        test += ["{} {} l".format(name, i) for i in range(count)]
-        print("{}: kept {} frames ({}x{}), {} training and {} validation lines".format(
-            path, count, width, height, len(seq_train), len(seq_val)))
+        parts = split_lines(name, count, frame_ids, val_fraction, test_fraction, "l" if right is None else "lr")
+        for lines, seq_lines in zip((train, val, test), parts):
+            lines += seq_lines
+        print("{}: kept {} frames ({}x{}), {} training, {} validation and {} test lines".format(
+            path, count, width, height, *map(len, parts)))
     if not train or not val:
-        raise ValueError("too few frames for --frame_ids {}: {} training and {} validation lines".format(
-            " ".join(map(str, frame_ids)), len(train), len(val)))
+        raise ValueError("too few frames for --frame_ids {} with --val_fraction {} and --test_fraction {}: {} "
+                         "training and {} validation lines".format(" ".join(map(str, frame_ids)), val_fraction,
+                                                                    test_fraction, len(train), len(val)))
     for part, lines in (("train", train), ("val", val), ("test", test)):
         write_lines(os.path.join(out, part + "_files.txt"), lines)
-    return len(train), len(val)
+    return len(train), len(val), len(test)
 
 
 def main(argv=None):
@@ -162,11 +180,17 @@ def main(argv=None):
                              "baseline in metres with --right")
     camera.add_argument("--fov", type=float, help="horizontal field of view in degrees (a rough guess)")
     parser.add_argument("--right", nargs="+", help="the right camera of each input (a rectified stereo pair)")
-    parser.add_argument("--frame_ids", type=int, nargs="+", default=[0, -1, 1], help="frames each line needs")
+    parser.add_argument("--frame_ids", type=int, nargs="+",
+                        help="frames each training line needs, as train.py's (default 0 -1 1; 0 with --right)")
     parser.add_argument("--val_fraction", type=float, default=0.1, help="share of each sequence for validation")
+    parser.add_argument("--test_fraction", type=float, default=0.1,
+                        help="share at the end of each sequence held out for testing (0: no test frames)")
     args = parser.parse_args(argv)
     if (args.every is not None and args.every < 1) or (args.fps is not None and args.fps <= 0):
         parser.error("--every and --fps must be positive")
+    for name in ("val_fraction", "test_fraction"):
+        if not 0 <= getattr(args, name) < 1:
+            parser.error("--{} must be in [0, 1), got {}".format(name, getattr(args, name)))
     if args.intrinsics is not None and len(args.intrinsics) not in (4, 5):
         parser.error("--intrinsics takes FX FY CX CY and optionally BASELINE, got {} numbers".format(
             len(args.intrinsics)))
@@ -180,7 +204,7 @@ def main(argv=None):
         parser.error("--fov must be between 0 and 180 degrees, got {}".format(args.fov))
     try:
         prepare(args.inputs, args.out, args.fps, args.every, args.min_change, args.intrinsics, args.fov,
-                args.frame_ids, args.val_fraction, args.right)
+                args.frame_ids, args.val_fraction, args.right, args.test_fraction)
     except (OSError, ValueError) as e:
         parser.exit(1, "error: {}\n".format(e))
 
