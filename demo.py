@@ -411,11 +411,11 @@ class Scene3D:
         if not self.motions:
             raise ValueError("--trajectory needs at least two frames: a video or a folder of frames in order")
         poses = camera_path(self.motions, scale or 1)
-        unit = "m" if scale else "units, up to scale"
+        unit = "m" if scale else "units (up to scale)"
         path = os.path.join(self.output_dir, stem + "_trajectory.txt")
         write_trajectory(path, poses)
         plot_trajectory(os.path.join(self.output_dir, stem + "_trajectory.png"), poses, unit,
-                        "{}: {} frames, {:.1f} {} travelled".format(
+                        "{}: {} frames, {:.3g} {} travelled".format(
                             stem, len(poses), np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1).sum(), unit))
         print("-> Camera path ({}): {} and {}".format(unit, path, path[:-4] + ".png"))
         if self.frames:

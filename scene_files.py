@@ -46,7 +46,7 @@ def read_ply(path):
     with open(path, "rb") as f:
         if f.readline().strip() != b"ply":
             raise ValueError("{}: not a PLY file".format(path))
-        fmt, count, fields, comments = None, None, [], []
+        fmt, count, fields, comments, in_vertex = None, None, [], [], False
         while True:
             line = f.readline()
             if not line:
@@ -61,12 +61,11 @@ def read_ply(path):
             elif words[0] == "comment":
                 comments.append(line.decode("ascii", "replace")[len("comment "):].rstrip("\n"))
             elif words[0] == "element":
-                if count is not None:
-                    break  # only the first element (the vertices) is read
-                if words[1] != "vertex":
+                in_vertex = count is None  # only the first element, the vertices, is read
+                if in_vertex and words[1] != "vertex":
                     raise ValueError("{}: the first element is {}, not vertex".format(path, words[1]))
-                count = int(words[2])
-            elif words[0] == "property":
+                count = int(words[2]) if in_vertex else count
+            elif words[0] == "property" and in_vertex:
                 if words[1] == "list" or words[1] not in PLY_TYPES:
                     raise ValueError("{}: vertex property {} not supported".format(path, " ".join(words[1:])))
                 fields.append((words[2], PLY_TYPES[words[1]]))
@@ -116,8 +115,8 @@ def plot_trajectory(path, poses, unit="m", title=None):
     axes.plot(positions[:, 0], positions[:, 2], "-", color="tab:blue", lw=1.5, label="camera path")
     axes.plot(*positions[0, [0, 2]], "o", color="tab:green", label="first frame")
     axes.plot(*positions[-1, [0, 2]], "s", color="tab:red", label="last frame")
-    axes.set_xlabel("x, right ({})".format(unit))
-    axes.set_ylabel("z, forward ({})".format(unit))
+    axes.set_xlabel("x, right, {}".format(unit))
+    axes.set_ylabel("z, forward, {}".format(unit))
     axes.set_aspect("equal", adjustable="datalim")
     axes.grid(True, alpha=0.3)
     axes.legend(loc="best")
