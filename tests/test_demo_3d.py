@@ -114,7 +114,7 @@ def test_without_a_height_mono_clouds_are_up_to_scale_and_cropped(mono_weights, 
 
 def test_trajectory_and_drive_cloud(mono_weights, frames, tmp_path, road_network, capsys):
     run_demo("--image_path", frames, "--ext", "png", "--load_weights_folder", mono_weights, "--camera_height", 1.65,
-             "--trajectory", "--point_cloud", "--output_dir", tmp_path)
+             "--trajectory", "--point_cloud", "--output_dir", tmp_path, "--depth_video", tmp_path / "depth.mp4")
     poses = read_trajectory(tmp_path / "drive_trajectory.txt")
     # the pose network's motions between the frames, chained, in metres (1 / UNKNOWN per unit)
     encoder, decoder = load_pose_net(mono_weights)
@@ -134,6 +134,14 @@ def test_trajectory_and_drive_cloud(mono_weights, frames, tmp_path, road_network
     out = capsys.readouterr().out
     assert "Scale of the sequence: 5 m per unit (median of 3 frames" in out
     assert "Camera path (m)" in out
+    import cv2
+    video = cv2.VideoCapture(str(tmp_path / "depth.mp4"))
+    ok, frame = video.read()
+    video.release()
+    assert ok and frame.shape == (64, 384, 3)
+    # the colour bar over the right edge of the depth half, as on the image written
+    bar = np.asarray(Image.open(tmp_path / "000_disp.jpeg"))[:, -14:]
+    assert np.abs(frame[:, -14:, ::-1].astype(int) - bar).mean() < 12
 
 
 def test_trajectory_needs_a_pose_network_and_two_frames(frames, tmp_path, road_network, capsys):
