@@ -471,7 +471,7 @@ def run(args):
         scaled_disp, depth = disp_to_depth(disp, min_depth, max_depth)
         metres = scene.frame(name, image, batch, depth[0, 0])
         coloured = colorize(disp_full)
-        if metres:
+        if metres and (args.camera_height or args.pred_metric_depth):  # metric output asked for
             coloured = depth_bar(coloured, disp_full, lambda d: metres * disp_to_depth(d, min_depth, max_depth)[1])
         if args.depth_video:
             video = video or open_video_writer(args.depth_video, image.size)
