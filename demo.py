@@ -24,6 +24,20 @@ backend installed, or --backend); --exported without PREFIX exports the network 
 weights folder into WEIGHTS/inference/depth on first use and runs that. When the network
 leaves cores free (a GPU, or OMP_NUM_THREADS below the cores), images and video frames are
 read and resized by a second thread while it runs; the frames/s are printed at the end.
+
+Metric depth and 3D (metric_depth.py, scene_files.py):
+    python demo.py --image_path IMAGE --load_weights_folder MONO --camera_height 1.65 --point_cloud
+    python demo.py --image_path drive.mp4 --load_weights_folder MONO --camera_height 1.2 --trajectory
+--camera_height METRES scales each image's depth so that the road plane found in its lower part
+lies that far below the camera (stereo-trained weights are metric without it); the images then
+get a colour bar in metres, and --pred_metric_depth writes metric depth for any weights.
+--point_cloud writes NAME.ply (coloured points at the network's resolution, camera frame: x
+right, y down, z forward; metres when the scale is known, else the network's units) up to
+--cloud_max_depth. --trajectory (a video or a folder of frames, weights with a pose network)
+writes <input>_trajectory.txt (KITTI odometry poses), <input>_trajectory.png (seen from
+above) and with --point_cloud <input>_drive.ply, every frame's points placed along the path;
+they use one scale for the sequence, the median of the frames'. --intrinsics FX FY CX CY are the
+camera's in pixels of the input images; by default those of the weights' dataset (KITTI's).
 """
 import argparse
 import glob
@@ -45,10 +59,14 @@ import paddle.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from datasets import stereo_scale
+from datasets import dataset_class, stereo_scale
 from datasets.mono_dataset import RESAMPLING
 from export_model import load_net_and_info
-from layers import disp_to_depth
+from layers import disp_to_depth, transformation_from_parameters
+from metric_depth import (NoGroundError, backproject, camera_matrix, camera_path, check_camera_height,
+                          ground_scale, sequence_scale)
+from network import load_pose_net
+from scene_files import plot_trajectory, write_ply, write_trajectory
 from utils import pick_device, progress, to_rgb
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -129,10 +147,15 @@ def fetch_released_model(name, models_dir=None, download=None):
     return folder
 
 
+def colour_range(disp):
+    """The disparities colorize maps to the ends of the colour map."""
+    return float(disp.min()), float(np.percentile(disp, 95))
+
+
 def colorize(disp):
     """H x W disparity to H x W x 3 uint8 magma colours over [min, 95th percentile]: the
     nearest few per cent saturate instead of squeezing the rest into dark colours."""
-    norm = matplotlib.colors.Normalize(vmin=disp.min(), vmax=np.percentile(disp, 95))
+    norm = matplotlib.colors.Normalize(*colour_range(disp))
     mapper = matplotlib.cm.ScalarMappable(norm=norm, cmap="magma")
     return (mapper.to_rgba(disp)[:, :, :3] * 255).astype(np.uint8)
 
@@ -267,14 +290,15 @@ def depth_range(args, info):
 
 
 def check_metric(args, info):
-    """Metric depth only for weights known to be stereo-trained, unless forced: mono
-    weights predict depth up to an unknown scale."""
-    if not args.pred_metric_depth or args.force_metric_depth or info["use_stereo"]:
+    """Metric depth only for weights known to be stereo-trained or with --camera_height, unless
+    forced: mono weights predict depth up to an unknown scale."""
+    if not args.pred_metric_depth or args.force_metric_depth or info["use_stereo"] or args.camera_height:
         return
     why = ("were trained without stereo (use_stereo is False)" if info["use_stereo"] is False
            else "do not record whether they were trained with stereo")
     raise ValueError("--pred_metric_depth: the weights {}, and only stereo-trained weights have "
-                     "a metric scale; add --force_metric_depth to write the depth anyway".format(why))
+                     "a metric scale; give the camera's height above the road with --camera_height "
+                     "METRES, or add --force_metric_depth to write the depth anyway".format(why))
 
 
 def network_input(image, info, resize="lanczos"):
@@ -292,6 +316,155 @@ def at_image_size(disp, image):
     return full.numpy()[0, 0]
 
 
+def demo_intrinsics(args, info, image_size):
+    """3 x 3 pixel intrinsics at the network's input size: --intrinsics (pixels of the input
+    image of `image_size`), else those of the dataset the weights record, else KITTI's."""
+    if args.intrinsics:
+        fx, fy, cx, cy = args.intrinsics
+        width, height = image_size
+        normalised = [[fx / width, 0, cx / width], [0, fy / height, cy / height], [0, 0, 1]]
+        return camera_matrix(normalised, info["width"], info["height"])
+    dataset = info.get("dataset") or "kitti"
+    fixed = getattr(dataset_class(dataset), "K", None)
+    if fixed is None:
+        print("-> The weights were trained on --dataset {}, whose intrinsics are not recorded: using "
+              "KITTI's; give --intrinsics FX FY CX CY for your camera".format(dataset))
+        fixed = dataset_class("kitti").K
+    return camera_matrix(fixed, info["width"], info["height"])
+
+
+class Scene3D:
+    """The metric scale of each frame and the 3D outputs (point clouds, camera path) of a run:
+    frame() for each image in order, finish() at the end."""
+
+    DRIVE_STRIDE = 4  # every 4th pixel of every 4th row of each frame goes into the drive's cloud
+
+    def __init__(self, args, info, output_dir, summary_dir):
+        """Per-frame clouds go to `output_dir`, the camera path and the drive's cloud to `summary_dir`."""
+        self.args, self.info, self.output_dir, self.summary_dir = args, info, output_dir, summary_dir
+        self.K = None
+        self.fixed_scale = None  # metres per unit of stereo-trained depth
+        if args.camera_height is None and info["use_stereo"]:
+            self.fixed_scale = dataset_class(info.get("dataset") or "kitti").stereo_scale
+        self.scales, self.motions, self.frames = [], [], []
+        self.pose_net = self.previous = None
+        if args.trajectory:
+            folder = args.load_weights_folder or (args.model_name and fetch_released_model(args.model_name))
+            if not folder or not os.path.isfile(os.path.join(folder, "pose_encoder.pdparams")):
+                raise ValueError("--trajectory needs a weights folder with a pose network (pose_encoder.pdparams "
+                                 "and pose.pdparams): give it with --load_weights_folder")
+            self.pose_net = load_pose_net(folder)
+        if args.point_cloud or args.trajectory:
+            print("-> 3D outputs in {}".format(
+                "metres, scaled by the road {} m below the camera".format(args.camera_height) if args.camera_height
+                else "metres (stereo-trained weights)" if self.fixed_scale
+                else "the network's units: depth up to an unknown scale (give --camera_height METRES)"))
+
+    def frame(self, name, image, batch, depth):
+        """Metres per unit of this frame's depth (H x W, the network's size; None when unknown),
+        after writing its point cloud and adding it to the camera path as asked."""
+        if self.K is None:
+            self.K = demo_intrinsics(self.args, self.info, image.size)
+        scale = self.fixed_scale
+        if self.args.camera_height is not None:
+            try:
+                scale = ground_scale(depth, self.K, self.args.camera_height)
+            except NoGroundError as err:
+                if not self.scales:
+                    raise NoGroundError("{}: {}; --camera_height needs a flat road in the lower part of the "
+                                        "image".format(name, err)) from None
+                scale = sequence_scale(self.scales)
+                tqdm.write("   {}: no road plane, using the median scale so far".format(name))
+            self.scales.append(scale)
+        colours = (batch[0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
+        points = backproject(depth, self.K)
+        if self.args.point_cloud:
+            self.write_cloud(os.path.join(self.output_dir, name + ".ply"), points * (scale or 1), colours,
+                             scale is not None)
+        if self.pose_net is not None:
+            if self.previous is not None:
+                self.motions.append(self.motion(self.previous, batch))
+            self.previous = batch
+            if self.args.point_cloud:
+                step = self.DRIVE_STRIDE
+                self.frames.append((points[::step, ::step], colours[::step, ::step]))
+        return scale
+
+    def motion(self, previous, batch):
+        """4 x 4 transform of camera points from the previous frame's camera to this one's."""
+        encoder, decoder = self.pose_net
+        with paddle.no_grad():
+            axisangle, translation = decoder([encoder(paddle.to_tensor(np.concatenate([previous, batch], 1)))])
+            return transformation_from_parameters(axisangle[:, 0], translation[:, 0]).numpy()[0]
+
+    def write_cloud(self, path, points, colours, metric, poses=None):
+        """A PLY of the points (one frame's H x W x 3, or a list of them placed by `poses`)
+        closer than --cloud_max_depth."""
+        frames = [(points, colours)] if poses is None else list(zip(points, colours))
+        kept_points, kept_colours = [], []
+        for i, (frame_points, frame_colours) in enumerate(frames):
+            frame_points, frame_colours = frame_points.reshape(-1, 3), frame_colours.reshape(-1, 3)
+            keep = np.isfinite(frame_points).all(1)
+            if self.args.cloud_max_depth:
+                keep &= frame_points[:, 2] <= self.args.cloud_max_depth
+            frame_points = frame_points[keep]
+            if poses is not None:
+                frame_points = frame_points @ poses[i][:3, :3].T + poses[i][:3, 3]
+            kept_points.append(frame_points)
+            kept_colours.append(frame_colours[keep])
+        unit = "metres" if metric else "units of the network's depth (up to scale)"
+        write_ply(path, np.concatenate(kept_points), np.concatenate(kept_colours),
+                  comment="monodepth2-paddle point cloud in {}; camera frame x right, y down, z forward".format(unit))
+
+    def finish(self, stem):
+        """Print the sequence's scale; write the camera path, its plot and the drive's cloud."""
+        scale = self.fixed_scale
+        if self.args.camera_height is not None:
+            scale = sequence_scale(self.scales)
+            if len(self.scales) > 1:
+                print("-> Scale of the sequence: {:.4g} m per unit (median of {} frames, 10-90%: {:.4g}-{:.4g})".format(
+                    scale, len(self.scales), *np.percentile(self.scales, [10, 90])))
+        if self.pose_net is None:
+            return
+        if not self.motions:
+            raise ValueError("--trajectory needs at least two frames: a video or a folder of frames in order")
+        poses = camera_path(self.motions, scale or 1)
+        unit = "m" if scale else "units (up to scale)"
+        os.makedirs(self.summary_dir, exist_ok=True)
+        path = os.path.join(self.summary_dir, stem + "_trajectory.txt")
+        write_trajectory(path, poses)
+        plot_trajectory(os.path.join(self.summary_dir, stem + "_trajectory.png"), poses, unit,
+                        "{}: {} frames, {:.3g} {} travelled".format(
+                            stem, len(poses), np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1).sum(), unit))
+        print("-> Camera path ({}): {} and {}".format(unit, path, path[:-4] + ".png"))
+        if self.frames:
+            points, colours = zip(*self.frames)
+            drive = os.path.join(self.summary_dir, stem + "_drive.ply")
+            self.write_cloud(drive, [p * (scale or 1) for p in points], colours, scale is not None, poses)
+            print("-> Point cloud of the drive: {}".format(drive))
+
+
+def depth_bar(coloured, disp, to_depth, unit="m"):
+    """The colour-mapped disparity with a colour bar drawn over its right edge, labelled with
+    the depths (to_depth of the disparity) of its colours."""
+    from PIL import ImageDraw, ImageFont
+
+    image = Image.fromarray(coloured)
+    height, width = coloured.shape[:2]
+    top, bottom, left = int(0.08 * height), int(0.92 * height), width - 14
+    low, high = colour_range(disp)
+    ramp = np.linspace(high, low, bottom - top)[:, None].repeat(8, 1)  # near (bright) at the top
+    bar = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(low, high), "magma").to_rgba(ramp)
+    image.paste(Image.fromarray((bar[:, :, :3] * 255).astype(np.uint8)), (left, top))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(9, height // 18))
+    for t in np.linspace(0, 1, 5):
+        y = top + t * (bottom - top - 1)
+        label = "{:.3g} {}".format(float(to_depth(high + t * (low - high))), unit)
+        draw.text((left - 3, y), label, fill="white", font=font, anchor="rm", stroke_width=2, stroke_fill="black")
+    return np.asarray(image)
+
+
 def run(args):
     default_dir, items, total = find_inputs(args.image_path, args.ext)
     device = pick_device(argparse.Namespace(no_cuda=args.no_cuda, device="auto"))
@@ -299,12 +472,14 @@ def run(args):
     predict, info = load_model(args, device)
     check_metric(args, info)
     min_depth, max_depth = depth_range(args, info)
-    scale = stereo_scale(info, "--pred_metric_depth", "drop it for relative depth") if args.pred_metric_depth else None
+    scale = stereo_scale(info, "--pred_metric_depth", "drop it for relative depth or give --camera_height") \
+        if args.pred_metric_depth and not args.camera_height else None
     is_video = os.path.splitext(args.image_path)[1].lower() in VIDEO_EXTENSIONS
     output_dir, depth_video, per_image = outputs(args, default_dir, is_video)
     fps = (video_header(args.image_path)[1] if is_video else None) or DEFAULT_FPS
-    if per_image:
+    if per_image or args.point_cloud:
         os.makedirs(output_dir, exist_ok=True)
+    scene = Scene3D(args, info, output_dir, args.output_dir or default_dir or ".")
     resize = args.resize or info.get("resize") or "lanczos"
     inputs = ((n, im, network_input(im, info, resize)) for n, im in items)
     # a reader thread beside a network using every core slows both (DEVELOPERS.md)
@@ -315,24 +490,29 @@ def run(args):
     for name, image, batch in progress(inputs, total=total, desc="demo"):
         disp = predict(batch)
         disp_full = at_image_size(disp, image)
+        scaled_disp, depth = disp_to_depth(disp, min_depth, max_depth)
+        metres = scene.frame(name, image, batch, depth[0, 0])
+        coloured = colorize(disp_full)
+        if metres and (args.camera_height or args.pred_metric_depth):  # metric output asked for
+            coloured = depth_bar(coloured, disp_full, lambda d: metres * disp_to_depth(d, min_depth, max_depth)[1])
         if depth_video:
             video = video or open_video_writer(depth_video, image.size, fps)
-            frame = np.concatenate([np.asarray(image), colorize(disp_full)], axis=1)
+            frame = np.concatenate([np.asarray(image), coloured], axis=1)
             video.write(frame[:, :, ::-1].copy())  # OpenCV takes BGR
         count += 1
         if not per_image:
             continue
-        scaled_disp, depth = disp_to_depth(disp, min_depth, max_depth)
         if args.pred_metric_depth:
             npy = os.path.join(output_dir, name + "_depth.npy")
-            np.save(npy, scale * depth)
+            np.save(npy, (metres if args.camera_height else scale) * depth)
         else:
             npy = os.path.join(output_dir, name + "_disp.npy")
             np.save(npy, scaled_disp)
         jpeg = os.path.join(output_dir, name + "_disp.jpeg")
-        Image.fromarray(colorize(disp_full)).save(jpeg)
+        Image.fromarray(coloured).save(jpeg)
         tqdm.write("   {}: {} and {}".format(count, jpeg, npy))
     seconds = time.perf_counter() - start
+    scene.finish(os.path.splitext(os.path.basename(os.path.normpath(args.image_path)))[0])
     if video is not None:
         video.release()
         print("-> Depth video (input | colour-mapped disparity, {:g} frames/s): {}".format(fps, depth_video))
@@ -402,7 +582,27 @@ def parse_args(argv=None):
                         help="how images are resized to the network's input (default: the weights' training "
                              "value, else lanczos): lanczos (the reference's weights and this project's) or "
                              "nearest (the published Paddle port's weights)")
+    parser.add_argument("--camera_height", type=float, metavar="METRES",
+                        help="the camera's height above the road: scales each image's depth to metres by the road "
+                             "plane in its lower part (see above)")
+    parser.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
+                        help="the camera's intrinsics in pixels of the input images (default: the weights' "
+                             "dataset's, KITTI's)")
+    parser.add_argument("--point_cloud", action="store_true", help="also write NAME.ply, a coloured point cloud")
+    parser.add_argument("--cloud_max_depth", type=float, metavar="DEPTH",
+                        help="leave points farther than this out of the point clouds (metres when metric)")
+    parser.add_argument("--trajectory", action="store_true",
+                        help="for a video or a folder of frames: write the camera path from the pose network")
     args = parser.parse_args(argv)
+    if args.camera_height is not None:
+        try:
+            check_camera_height(args.camera_height)
+        except ValueError as err:
+            parser.error(str(err))
+    if args.cloud_max_depth is not None and not args.cloud_max_depth > 0:
+        parser.error("--cloud_max_depth must be positive, got {}".format(args.cloud_max_depth))
+    if args.intrinsics is not None and not min(args.intrinsics[:2]) > 0:
+        parser.error("--intrinsics FX FY CX CY: the focal lengths must be positive, got {}".format(args.intrinsics))
     weights = args.load_weights_folder or args.model_name
     if args.exported and weights:
         parser.error("--exported PREFIX is a model of its own: drop --load_weights_folder/--model_name, "

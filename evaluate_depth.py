@@ -1,6 +1,6 @@
 """Evaluate depth predictions on a test split with the reference's protocol.
 
-    python evaluate_depth.py --load_weights_folder DIR --eval_mono|--eval_stereo
+    python evaluate_depth.py --load_weights_folder DIR --eval_mono|--eval_stereo|--camera_height METRES
                              [--eval_split eigen|FOLDER] [--data_path KITTI_RAW] [--post_process]
                              [--exported [PREFIX] [--backend B] [--precision fp32|bf16]]
 
@@ -16,6 +16,11 @@ and writes the metrics, with every image's own, to eval_depth_<split>.json besid
 <folder name>-<8 hex digits of its absolute path's SHA-1>, so that folders of the same
 name elsewhere do not overwrite each other's results (disps_<split>_split.npy likewise). The depth range (--min_depth,
 --max_depth) is the one the weights were trained with unless given.
+
+--camera_height METRES (KITTI: 1.65) scales each image's prediction by the road plane found in
+its lower part (metric_depth.py) instead of the ground truth's median, and reports the
+recovered scale over the ground-truth median scale; images without a visible road take the
+median scale of the others.
 """
 import json
 import os
@@ -35,6 +40,7 @@ from eval_splits import MAX_DEPTH, MIN_DEPTH, SPLITS_DIR, eval_split, garg_crop_
 from export_gt_depth import GroundTruth
 from export_model import INFO_SUFFIX
 from layers import compute_depth_errors, disp_to_depth
+from metric_depth import NoGroundError, camera_matrix, ground_scale, sequence_scale
 from network import load_depth_net, weights_record
 from options import MonodepthOptions, flag_given
 from utils import errors_naming, pick_device, progress, readlines
@@ -57,8 +63,12 @@ def post_process_disparity(disp, flipped_disp):
 
 def check_eval_options(opt):
     """Raise ValueError naming the flag for combinations that cannot be evaluated."""
-    if opt.eval_mono == opt.eval_stereo:
-        raise ValueError("choose mono or stereo evaluation: set exactly one of --eval_mono and --eval_stereo")
+    if opt.camera_height is not None and opt.eval_stereo:
+        raise ValueError("--camera_height scales the depth by the road plane, --eval_stereo by the stereo rig: "
+                         "give one of them")
+    if opt.eval_mono == opt.eval_stereo and opt.camera_height is None:
+        raise ValueError("choose mono or stereo evaluation: set exactly one of --eval_mono and --eval_stereo "
+                         "(or scale by the camera's height with --camera_height METRES)")
     split = eval_split(opt.eval_split, opt.dataset, SPLITS_DIR)
     if split.ground_truth == "poses":
         raise ValueError("--eval_split {} is a pose split: use evaluate_pose.py".format(opt.eval_split))
@@ -258,12 +268,47 @@ def check_count(gt, count):
                          "or --eval_eigen_to_benchmark missing?)".format(gt.path, len(gt), count))
 
 
-def compute_metrics(opt, split, disps, gt):
+def split_intrinsics(opt, split, split_lines, height, width):
+    """The 3 x 3 pixel intrinsics of each test image at the predictions' height x width."""
+    fixed = getattr(dataset_class(split.dataset), "K", None)  # KITTI's are the same for every image
+    if fixed is not None:
+        return [camera_matrix(fixed, width, height)] * len(split_lines)
+    dataset = split_dataset(opt, split, split_lines, height, width)
+    return [camera_matrix(dataset.get_intrinsics(*line, False), width, height) for line in dataset.lines]
+
+
+def camera_height_scales(opt, split, split_lines, disps):
+    """Per image, metres per unit of predicted depth from the road plane and --camera_height;
+    images without a road plane take the median of the others (their number is printed)."""
+    if split_lines is None or len(split_lines) != len(disps):
+        raise ValueError("--camera_height needs the intrinsics of each test image: {} lines in the split file "
+                         "for {} predictions".format(0 if split_lines is None else len(split_lines), len(disps)))
+    intrinsics = split_intrinsics(opt, split, split_lines, *disps.shape[1:])
+    scales = []
+    for disp, K in zip(progress(disps, desc="road planes"), intrinsics):
+        try:
+            scales.append(ground_scale(1 / disp, K, opt.camera_height))
+        except NoGroundError:
+            scales.append(None)
+    fallback = sequence_scale(scales)
+    missing = sum(s is None for s in scales)
+    if missing:
+        print("-> No road plane in {} of {} images: they take the median scale {:.4g}".format(
+            missing, len(scales), fallback))
+    return np.array([fallback if s is None else s for s in scales]), missing
+
+
+def compute_metrics(opt, split, disps, gt, ground_scales=None):
     """The seven metrics of every image (N x 7; the reported ones are their mean, as in the
-    reference), and the median-scaling ratios (if used)."""
+    reference), and the median-scaling ratios (if used; with `ground_scales`, the camera-height
+    scale of each image over its ground-truth median scale)."""
     median_scaling = not opt.disable_median_scaling
     scale = opt.pred_depth_scale_factor
-    if opt.eval_stereo:
+    if ground_scales is not None:
+        print("   Camera-height evaluation - the road {} m below the camera scales each image".format(
+            opt.camera_height))
+        median_scaling, scale = False, 1
+    elif opt.eval_stereo:
         scale = split_stereo_scale(opt, split)
         print("   Stereo evaluation - disabling median scaling, scaling by {}".format(scale))
         median_scaling = False
@@ -283,6 +328,9 @@ def compute_metrics(opt, split, disps, gt):
         if not len(gt_depth):
             raise ValueError("{}: depth map {} has no valid pixel".format(gt.path, i))
         pred_depth *= scale
+        if ground_scales is not None:
+            ratios.append(ground_scales[i] * np.median(pred_depth) / np.median(gt_depth))
+            pred_depth *= ground_scales[i]
         if median_scaling:
             ratio = np.median(gt_depth) / np.median(pred_depth)
             ratios.append(ratio)
@@ -292,24 +340,34 @@ def compute_metrics(opt, split, disps, gt):
     return np.array(errors, dtype=np.float64), np.array(ratios, dtype=np.float64)
 
 
-def report(opt, split, errors, ratios, results_dir, images):
+def report(opt, split, errors, ratios, results_dir, images, camera_height=None):
     """Print the reference's table (the mean of the per-image `errors`) and write it as JSON
     for scripts, with every image's metrics under "per_image" in the split's order ("image":
-    its test_files.txt line, when known)."""
+    its test_files.txt line, when known); `camera_height` holds what the camera-height scaling
+    adds (its scale ratios are then recovered / ground-truth median)."""
     metrics = np.mean(errors, axis=0)
     summary = None
-    if len(ratios):
+    if camera_height is not None:
+        camera_height["scale_ratio"] = {
+            "median": float(np.median(ratios)), "std": float(np.std(ratios)),
+            "p10": float(np.percentile(ratios, 10)), "p90": float(np.percentile(ratios, 90))}
+        print(" Recovered / ground-truth median scale | med: {median:0.3f} | std: {std:0.3f} | "
+              "10%: {p10:0.3f} | 90%: {p90:0.3f}".format(**camera_height["scale_ratio"]))
+    elif len(ratios):
         med = np.median(ratios)
         summary = {"median": float(med), "std": float(np.std(ratios / med))}
         print(" Scaling ratios | med: {:0.3f} | std: {:0.3f}".format(summary["median"], summary["std"]))
     print("\n  " + "".join("{:>8} | ".format(name) for name in METRICS))
     print("".join("&{: 8.3f}  ".format(value) for value in metrics) + "\\\\")
-    result = {"split": split.name, "mode": "stereo" if opt.eval_stereo else "mono",
+    mode = "camera_height" if camera_height is not None else "stereo" if opt.eval_stereo else "mono"
+    result = {"split": split.name, "mode": mode,
               "num_images": len(errors), "post_process": bool(opt.post_process),
               "weights": opt.load_weights_folder, "disparities": opt.ext_disp_to_eval,
               "min_depth": opt.min_depth, "max_depth": opt.max_depth,
               "metrics": dict(zip(METRICS, map(float, metrics))), "scaling_ratios": summary,
               "per_image": dict(image=images, **{name: errors[:, i].tolist() for i, name in enumerate(METRICS)})}
+    if camera_height is not None:
+        result["camera_height"] = camera_height
     path = os.path.join(results_dir, "eval_depth_{}.json".format(split.results_name))
     with errors_naming(path), open(path, "w") as f:
         json.dump(result, f, indent=2)
@@ -368,9 +426,20 @@ def evaluate(opt):
         gt = load_ground_truth(split, split_lines)
     check_count(gt, len(disps))
     print("-> Evaluating")
-    errors, ratios = compute_metrics(opt, split, disps, gt)
+    camera_height = None
+    if opt.camera_height is not None:
+        scales, missing = camera_height_scales(opt, split, split_lines, disps)
+        one_scale = compute_metrics(opt, split, disps, gt, np.full(len(disps), np.median(scales)))[0].mean(axis=0)
+        camera_height = {"height": opt.camera_height, "images_without_road": missing,
+                         "split_scale": float(np.median(scales)),
+                         "metrics_with_split_scale": dict(zip(METRICS, map(float, one_scale)))}
+        print("   with one scale for the split (the median, {:.4g}): abs_rel {:.3f}".format(
+            camera_height["split_scale"], one_scale[0]))
+        errors, ratios = compute_metrics(opt, split, disps, gt, scales)
+    else:
+        errors, ratios = compute_metrics(opt, split, disps, gt)
     images = gt.lines or (split_lines if split_lines is not None and len(split_lines) == len(disps) else None)
-    result = report(opt, split, errors, ratios, results_dir, images)
+    result = report(opt, split, errors, ratios, results_dir, images, camera_height)
     print("\n-> Done!")
     return result
 

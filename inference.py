@@ -4,6 +4,12 @@
     depth_net = predictor("models/weights_19/inference/depth")  # backend="auto", precision="fp32"
     disp = depth_net(images)  # float32 B x 3 x H x W in [0, 1] -> B x 1 x H x W sigmoid disparity
 
+    # metres from the camera's height above the road (metric_depth.py; K normalised as in datasets/)
+    from layers import disp_to_depth
+    from metric_depth import camera_matrix, ground_scale
+    depth = disp_to_depth(disp, 0.1, 100)[1][0, 0]
+    depth_m = depth * ground_scale(depth, camera_matrix(K, depth.shape[1], depth.shape[0]), camera_height=1.65)
+
 Backends, in the order "auto" tries them on the CPU (fastest first, as measured on a 2-core
 Xeon with AVX-512: DEVELOPERS.md): OpenVINO and ONNX Runtime run PREFIX.onnx, Paddle
 Inference (oneDNN) runs PREFIX.json and PREFIX.pdiparams. On a GPU, "auto" tries Paddle

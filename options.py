@@ -124,6 +124,10 @@ class MonodepthOptions:
             help="if set disables median scaling in evaluation")
         add("--pred_depth_scale_factor", type=float, default=1,
             help="if set multiplies predictions by this number")
+        add("--camera_height", type=float, metavar="METRES",
+            help="evaluation: scale each image's predicted depth so that the road, found as a plane in the "
+                 "lower image, lies this far below the camera (KITTI: 1.65), instead of --eval_mono's "
+                 "ground-truth median")
         add("--ext_disp_to_eval", type=str, help="optional path to a .npy disparities file to evaluate")
         add("--eval_split", type=str, default="eigen",
             help="which split to run eval on: {} (synthetic: the drive of tools/make_synthetic_kitti.py, "
@@ -177,6 +181,7 @@ NUMERIC_RANGES = [
     ("seed", 0, True), ("learning_rate", 0, False), ("disparity_smoothness", 0, True),
     ("checkpoint_minutes", 0, True), ("min_depth", 0, False), ("max_depth", 0, False),
     ("pred_depth_scale_factor", 0, False), ("num_gpus", 1, True), ("visualdl_frequency", 1, True),
+    ("camera_height", 0, False),
 ]
 
 

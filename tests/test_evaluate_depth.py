@@ -24,6 +24,7 @@ from options import MonodepthOptions
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
 from make_synthetic_kitti import TEST_DRIVE, generate_drive  # noqa: E402
+from test_metric_depth import road_depth  # noqa: E402
 
 
 
@@ -128,6 +129,41 @@ def test_per_image_errors_in_json(tmp_path, splits):
         assert result["metrics"][name] == pytest.approx(np.mean(per_image[name]))
     with open(tmp_path / "eval_depth_synthetic.json") as f:
         assert json.load(f)["per_image"] == per_image
+
+
+def test_camera_height_recovers_the_scale_from_the_road(tmp_path, splits, capsys):
+    road, _ = road_depth(1.65, pitch_degrees=2)
+    gt = np.where(road < 80, road, 0).astype(np.float32)  # the sky has no ground truth
+    splits("synthetic", [gt, gt, gt])
+    wall = np.full_like(road, 5.0)  # an image with no road: takes the median scale of the others
+    path = str(tmp_path / "disps.npy")
+    np.save(path, np.stack([7 / road, 2 / road, 7 / wall]).astype(np.float32))  # depth / 7, / 2
+    result = evaluate(options("--camera_height", "1.65", "--eval_split", "synthetic", "--ext_disp_to_eval", path))
+    ratios = result["camera_height"]["scale_ratio"]
+    assert result["mode"] == "camera_height" and result["camera_height"]["images_without_road"] == 1
+    assert result["camera_height"]["split_scale"] == pytest.approx(4.5, rel=1e-3)  # median of 7, 2 and 4.5
+    assert ratios["median"] == pytest.approx(1.0, abs=1e-3)  # the road images' ratios are 1
+    out = capsys.readouterr().out
+    assert "No road plane in 1 of 3 images: they take the median scale 4.5" in out
+    assert "Recovered / ground-truth median scale | med: 1.000" in out
+    # each road image is exact with its own scale, the wall image is not; one scale for all fits none
+    assert result["metrics"]["a1"] == pytest.approx(2 / 3)
+    assert result["camera_height"]["metrics_with_split_scale"]["a1"] == 0
+    with open(tmp_path / "eval_depth_synthetic.json") as f:
+        assert json.load(f)["camera_height"]["height"] == 1.65
+    np.save(path, np.stack([7 / wall]).astype(np.float32))
+    splits("synthetic", [gt])
+    with pytest.raises(ValueError, match="no ground plane in any of the 1 frames: --camera_height needs a flat road"):
+        evaluate(options("--camera_height", "1.65", "--eval_split", "synthetic", "--ext_disp_to_eval", path))
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "--camera_height must be > 0, got 0.0"), ("-1.65", "--camera_height must be > 0"),
+    ("nan", "--camera_height must be > 0"), ("tall", "argument --camera_height: invalid float value: 'tall'")])
+def test_camera_height_must_be_a_positive_number(value, message, capsys):
+    with pytest.raises(SystemExit):
+        evaluate_depth.main(["--camera_height", value, "--ext_disp_to_eval", "d.npy"])
+    assert message in capsys.readouterr().err
 
 
 def test_predictions_are_capped_at_80_m(tmp_path, splits):
@@ -263,6 +299,8 @@ def test_bad_disparity_files(tmp_path, splits):
     (["--eval_mono", "--eval_split", "benchmark", "--ext_disp_to_eval", "d.npy"], "--eval_out_dir"),
     (["--eval_mono", "--exported"], "--exported without a path exports the network of --load_weights_folder"),
     (["--eval_mono", "--load_weights_folder", "w", "--precision", "bf16"], "add --exported"),
+    (["--eval_stereo", "--camera_height", "1.65", "--ext_disp_to_eval", "d.npy"], "give one of them"),
+    (["--ext_disp_to_eval", "d.npy"], "(or scale by the camera's height with --camera_height METRES)"),
 ])
 def test_bad_flag_combinations(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
