@@ -370,12 +370,12 @@ def paddle_imagenet_file(num_layers):
 
 
 def imagenet_init(weights_init, num_layers):
-    """{Paddle name: np.ndarray} of the ResNet-`num_layers` weights an encoder starts from
-    under --weights_init `weights_init`, or None for scratch (also False; True is pretrained)."""
+    """(file, {Paddle name: np.ndarray}) of the ResNet-`num_layers` weights an encoder starts
+    from under --weights_init `weights_init`, or None for scratch (also False; True is pretrained)."""
     if weights_init in (None, False, "scratch"):
         return None
     if weights_init in (True, "pretrained"):
-        return load_imagenet_weights(num_layers)
+        return imagenet_weights_path(num_layers), load_imagenet_weights(num_layers)
     if weights_init == "paddle_pretrained":
         path = paddle_imagenet_file(num_layers)
     else:
@@ -387,7 +387,7 @@ def imagenet_init(weights_init, num_layers):
         raise ValueError(f"--weights_init {path}: {err}") from None
     if found != num_layers:
         raise ValueError(f"--weights_init {path} holds ResNet-{found} weights: pass --num_layers {found}")
-    return state_dict
+    return path, state_dict
 
 
 def load_imagenet_weights(num_layers):

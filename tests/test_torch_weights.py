@@ -332,11 +332,13 @@ def test_weights_init_finds_pdparams_pth_and_h5_with_or_without_extension(tmp_pa
     paddle.save(weights, str(tmp_path / "b.pdparams"))
     for stem in ("a", "b"):
         for given in (stem, stem + (".h5" if stem == "a" else ".pdparams")):
-            state = torch_weights.imagenet_init(str(tmp_path / given), 18)
+            path, state = torch_weights.imagenet_init(str(tmp_path / given), 18)
+            assert path == str(tmp_path / (stem + (".h5" if stem == "a" else ".pdparams")))
             np.testing.assert_array_equal(state["layer4.1.bn2._variance"], weights["layer4.1.bn2._variance"])
             np.testing.assert_array_equal(state["fc.weight"], weights["fc.weight"])
     legacy = os.path.join(DATA, "resnet18_legacy.pth")
-    from_pth = torch_weights.imagenet_init(legacy[:-len(".pth")], 18)
+    path, from_pth = torch_weights.imagenet_init(legacy[:-len(".pth")], 18)
+    assert path == legacy
     assert from_pth["fc.weight"].shape == (512, 1000) and "bn1._mean" in from_pth
     assert torch_weights.imagenet_init("scratch", 18) is None and torch_weights.imagenet_init(False, 18) is None
 
