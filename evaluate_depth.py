@@ -30,7 +30,7 @@ from datasets import Loader, dataset_class, stereo_scale
 from datasets.mono_dataset import MissingFilesError
 from eval_splits import MAX_DEPTH, MIN_DEPTH, SPLITS_DIR, eval_split, garg_crop_mask
 from export_gt_depth import GroundTruth
-from export_model import INFO_SUFFIX
+from export_model import INFO_SUFFIX, read_info
 from layers import compute_depth_errors, disp_to_depth
 from network import load_depth_net, weights_record
 from options import MonodepthOptions, flag_given
@@ -108,8 +108,7 @@ def split_stereo_scale(opt, split):
     if opt.ext_disp_to_eval is None and opt.load_weights_folder:
         name = weights_record(weights_folder(opt))["dataset"] or name
     elif opt.ext_disp_to_eval is None and os.path.isfile(opt.exported + INFO_SUFFIX):
-        with open(opt.exported + INFO_SUFFIX) as f:
-            name = json.load(f).get("dataset") or name
+        name = read_info(opt.exported).get("dataset") or name
     return stereo_scale(name, "--eval_stereo", "use --eval_mono")
 
 
