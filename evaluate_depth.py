@@ -39,6 +39,10 @@ from utils import errors_naming, pick_device, progress, readlines
 BENCHMARK_SIZE = (1216, 352)  # width, height of the depth benchmark's submissions
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 BATCH_SIZE = 16
+# Disparity maps are resized to the ground truth's size. Networks see images squeezed to their
+# input size (KITTI's 1242x375 into 640x192; 16:9 footage into 640x192 is 1.9x off), but a map
+# whose aspect ratio is more than this factor off its ground truth's shows another view.
+ASPECT_TOLERANCE = 3
 
 
 def resize_linear(img, width, height):
@@ -268,6 +272,17 @@ def check_count(gt, count):
                          "or --eval_eigen_to_benchmark missing?)".format(gt.path, len(gt), count))
 
 
+def check_aspect(path, disp_shape, gt_shape, index):
+    """ValueError naming `path` and both shapes when a disparity map's aspect ratio is more
+    than ASPECT_TOLERANCE times off its ground truth's: resized to that size, it would be
+    evaluated as a view it does not show (maps transposed, or of other images)."""
+    ratio = (disp_shape[1] / disp_shape[0]) / (gt_shape[1] / gt_shape[0])
+    if not 1 / ASPECT_TOLERANCE <= ratio <= ASPECT_TOLERANCE:
+        raise ValueError("--ext_disp_to_eval {}: its maps are {} x {} (H x W) but ground-truth map {} is {} x {}: "
+                         "maps are resized to their ground truth's size, so they must show the same view (H x W "
+                         "swapped?)".format(path, *disp_shape, index, *gt_shape))
+
+
 def compute_metrics(opt, split, disps, gt):
     """Mean of the seven metrics over the images, and the median-scaling ratios (if used)."""
     median_scaling = not opt.disable_median_scaling
@@ -283,6 +298,8 @@ def compute_metrics(opt, split, disps, gt):
         gt_depth = gt[i]
         if gt_depth.ndim != 2:
             raise ValueError("{}: depth map {} has shape {}, not H x W".format(gt.path, i, gt_depth.shape))
+        if opt.ext_disp_to_eval:
+            check_aspect(opt.ext_disp_to_eval, disp.shape, gt_depth.shape, i)
         pred_depth = 1 / resize_linear(disp, gt_depth.shape[1], gt_depth.shape[0])
         if split.crop == "garg":
             mask = (gt_depth > MIN_DEPTH) & (gt_depth < MAX_DEPTH) & garg_crop_mask(gt_depth.shape)

@@ -48,6 +48,10 @@ def load_velodyne_points(filename):
         raise ValueError(f"velodyne file {filename} holds {os.path.getsize(filename)} bytes, not a "
                          "multiple of 16 (4 float32 per point: x, y, z, reflectance): truncated?")
     points = raw.reshape(-1, 4)
+    finite = np.isfinite(points).all(1)
+    if not finite.all():  # random bytes hold NaN and inf; projected, they make a nonsense map
+        raise ValueError(f"velodyne file {filename}: {len(points) - finite.sum()} of its {len(points)} points "
+                         f"hold NaN or infinite values (first: point {int(np.argmin(finite))}): a damaged scan")
     points[:, 3] = 1.0
     return points
 

@@ -166,3 +166,22 @@ def test_a_truncated_scan_stops_the_export_and_keeps_the_previous_file(drive, tm
     assert "{} holds {} bytes, not a multiple of 16".format(scan, len(whole) - 14) in capsys.readouterr().err
     assert open(previous, "rb").read() == before
     assert sorted(os.listdir(os.path.dirname(previous))) == ["gt_depths.npz", "test_files.txt"]
+
+
+def test_a_scan_of_random_bytes_is_refused_naming_it(drive, monkeypatch, capsys):
+    monkeypatch.setattr(export_gt_depth, "SPLITS_DIR", drive["splits"])
+    scan = os.path.join(drive["root"], drive["folder"], "velodyne_points", "data", "0000000001.bin")
+    whole = open(scan, "rb").read()
+    random_bytes = np.random.RandomState(0).bytes(len(whole))
+    assert not np.isfinite(np.frombuffer(random_bytes, np.float32)).all()
+    try:
+        with open(scan, "wb") as f:
+            f.write(random_bytes)
+        with pytest.raises(SystemExit) as exit_info:
+            export_gt_depth.main(["--data_path", drive["root"], "--split", "synthetic"])
+    finally:
+        with open(scan, "wb") as f:
+            f.write(whole)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "velodyne file {}: ".format(scan) in err and "hold NaN or infinite values" in err
