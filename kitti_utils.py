@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 
+from utils import read_text
+
 
 def read_calib_file(path):
     """Parse a KITTI ``key: value`` calibration file into a dict.
@@ -16,18 +18,17 @@ def read_calib_file(path):
     13:57:47``) stays a string, and blank lines are ignored.
     """
     data = {}
-    with open(path, "r") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            if ":" not in line:
-                raise ValueError(f"{path}, line {number}: expected 'key: value', got {line.strip()!r}")
-            key, value = line.split(":", 1)
-            value = value.strip()
-            try:
-                data[key] = np.array([float(v) for v in value.split()]) if value else value
-            except ValueError:
-                data[key] = value
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        if ":" not in line:
+            raise ValueError(f"{path}, line {number}: expected 'key: value', got {line.strip()!r}")
+        key, value = line.split(":", 1)
+        value = value.strip()
+        try:
+            data[key] = np.array([float(v) for v in value.split()]) if value else value
+        except ValueError:
+            data[key] = value
     return data
 
 

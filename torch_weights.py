@@ -26,7 +26,7 @@ import zipfile
 import numpy as np
 
 from safe_pickle import RestrictedUnpickler, rebuild
-from utils import read_weights
+from utils import check_tensor, read_weights
 
 PRETRAINED_DIR_ENV = "MONODEPTH2_PRETRAINED_DIR"
 WEIGHT_EXTENSIONS = (".pdparams", ".pth", ".h5")
@@ -245,14 +245,19 @@ def load_pth(path):
 
 def load_h5(path):
     """{name: np.ndarray} of an HDF5 file holding one dataset per tensor (groups, if any,
-    joined to the name with dots), as the published Paddle port stores torchvision weights."""
+    joined to the name with dots), as the published Paddle port stores torchvision weights.
+    Every dataset must be finite numbers (utils.check_tensor); errors name the file and it."""
     import h5py  # only this format needs it
 
     state_dict = {}
 
     def visit(name, item):
         if isinstance(item, h5py.Dataset):
-            state_dict[name.replace("/", ".")] = np.asarray(item[()])
+            try:
+                value = item[()]
+            except (TypeError, ValueError, OSError) as err:  # types NumPy has no equivalent of
+                raise ValueError(f"cannot read dataset '{name}' of the HDF5 weights {path}: {err}") from None
+            state_dict[name.replace("/", ".")] = check_tensor(value, name, path)
 
     try:
         with h5py.File(path, "r") as f:

@@ -13,10 +13,21 @@ from PIL import Image
 from safe_pickle import load_paddle_pickle
 
 
+def read_text(path):
+    """The contents of the text file `path`; a ValueError naming it when its bytes are not
+    text (Python's UnicodeDecodeError names only the byte, and a caller reading several files
+    would be blamed for it)."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError("{} is not a text file (byte {} is not UTF-8): damaged, or another kind of "
+                         "file?".format(path, e.start)) from None
+
+
 def readlines(filename):
     """The lines of a text file, without line endings."""
-    with open(filename, "r") as f:
-        return f.read().splitlines()
+    return read_text(filename).splitlines()
 
 
 def sec_to_hm_str(t):
@@ -158,8 +169,9 @@ def check_tensor(value, name, source, shape=None):
     not an array of numbers, not of `shape` (when given) or holds NaN or infinite values."""
     array = np.asarray(value)
     if array.dtype.kind not in "fiu":
-        raise ValueError("{}: '{}' is a {} ({}), not an array of numbers: not a weights file of "
-                         "these networks".format(source, name, type(value).__name__, array.dtype))
+        kind = {"S": "bytes", "U": "text", "V": "compound records", "b": "booleans"}.get(array.dtype.kind, "strings or other objects")
+        raise ValueError("{}: '{}' holds {} ({}), not numbers: not a weights file of these networks".format(
+            source, name, kind, array.dtype))
     if shape is not None and tuple(array.shape) != tuple(shape):
         raise ValueError("{}: '{}' has shape {} but the network expects {}: wrong network or "
                          "--num_layers?".format(source, name, list(array.shape), list(shape)))

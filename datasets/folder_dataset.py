@@ -20,6 +20,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from utils import read_text
+
 from .mono_dataset import MonoDataset
 
 INTRINSICS_FILE = "intrinsics.txt"
@@ -35,8 +37,7 @@ def check_intrinsics(values, source):
 
 def read_intrinsics(path):
     """(fx, fy, cx, cy, baseline or None) from an intrinsics file."""
-    with open(path) as f:
-        text = f.read().split()
+    text = read_text(path).split()
     try:
         values = [float(v) for v in text]
     except ValueError:

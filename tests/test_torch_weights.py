@@ -388,3 +388,29 @@ def test_paddle_pretrained_comes_from_paddle_vision_cache_or_says_where_to_put_i
     np.testing.assert_allclose(encoder.encoder.conv1.weight.numpy(), np.concatenate([conv1, conv1], 1) / 2)
     np.testing.assert_array_equal(encoder.encoder.layer3[0].downsample[0].weight.numpy(),
                                   vision.layer3[0].downsample[0].weight.numpy())
+
+
+@pytest.mark.parametrize("dataset, data, holds", [
+    ("conv1.weight", "text", r"bytes \(\|S4\)"),
+    ("fc.bias", ["a", "bc"], r"strings or other objects \(object\)"),  # variable-length strings
+    ("bn1.bias", np.zeros(4, [("a", "f4"), ("b", "i4")]), r"compound records \(.*\)"),
+    ("meta/note", "made by hand", r"bytes \(.*\)"),  # not an entry of the network: still no weights file
+    ("meta/nothing", "empty", r"strings or other objects \(.*\)"),
+])
+def test_h5_string_and_compound_datasets_are_named(tmp_path, dataset, data, holds):
+    import h5py
+    path = str(tmp_path / "resnet18-pytorch.h5")
+    write_port_h5(path, small_resnet_weights(0))
+    with h5py.File(path, "a") as f:
+        if dataset in f:
+            del f[dataset]
+        if isinstance(data, list):
+            data = np.array([s.encode() for s in data], dtype=h5py.string_dtype())
+        elif isinstance(data, str) and data == "empty":
+            data = h5py.Empty("f4")
+        f.create_dataset(dataset, data=data)
+    message = "{}: '{}' holds {}, not numbers".format(path, dataset, holds)
+    with pytest.raises(ValueError, match=message.replace(".h5", r"\.h5")):
+        torch_weights.imagenet_init(path, 18)
+    with pytest.raises(ValueError, match=message.replace(".h5", r"\.h5")):
+        torch_weights.load_torch_names(path)  # what tools/convert_weights.py reads
