@@ -62,9 +62,36 @@ def rename_state_key(key, names):
     return key
 
 
+# Adam moves a weight by about the learning rate per step: far beyond this, weights come from a
+# divergence (an infinite gradient), not from training
+DIVERGED = 1e6
+
+
+def weights_problem(weights):
+    """How the {name: array} `weights` have diverged (a value that is not finite, or beyond
+    DIVERGED), or None."""
+    for name, value in weights.items():
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size:
+            if not np.isfinite(value).all():
+                return "{} holds values that are not finite".format(name)
+            if np.abs(value).max() > DIVERGED:
+                return "{} reaches {:.3g}".format(name, float(np.abs(value).max()))
+    return None
+
+
+def networks_problem(models):
+    """weights_problem of the parameters of `models` (a LayerDict of networks)."""
+    return weights_problem({name: p.numpy() for name, p in models.named_parameters()})
+
+
 def save_checkpoint(folder, models, optimizer, opt, progress=None):
     """Write `folder` (every network and Adam) as one atomic step; with `progress` (epoch,
-    batch, step, ... of trainer.json) also the random state, for --resume."""
+    batch, step, ... of trainer.json) also the random state, for --resume. Diverged weights
+    are not written: the folder keeps its last good version."""
+    problem = networks_problem(models)
+    if problem:
+        raise SystemExit("the weights have diverged ({}): {} was not written, it keeps its last good version; "
+                         "{}".format(problem, folder, last_checkpoint(os.path.dirname(folder))))
     files = checkpoint_files(models, optimizer, opt)
     if progress is not None:
         files["trainer.json"] = progress
@@ -80,13 +107,39 @@ def resume_state(folder, opt):
     if not os.path.isfile(path):
         raise SystemExit("--resume: no checkpoint at {} (a run writes it every --checkpoint_minutes "
                          "and at the end of every epoch)".format(os.path.dirname(path)))
-    with open(path) as f:
-        state = json.load(f)
+    state = read_progress(path)
     # the skipped batches are only the ones done if the order and batches are the same
     for flag in ("seed", "batch_size"):
         given = getattr(opt, flag)
         if given is not None and given != state[flag]:
             raise SystemExit("--resume: the run used --{} {}, not {}".format(flag, state[flag], given))
+    return state
+
+
+# what trainer.json holds (Trainer.save_last writes it), and the types of the values
+PROGRESS_KEYS = {"epoch": int, "batch": int, "step": int, "seed": int, "batch_size": int, "best_val_loss": float}
+
+
+def read_progress(path):
+    """The trainer.json at `path`; SystemExit naming it and what to do when it is damaged."""
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        if not isinstance(state, dict):
+            raise ValueError("not a JSON object")
+        for key, kind in PROGRESS_KEYS.items():
+            value = state.get(key)
+            if value is None:
+                raise ValueError("no {!r}".format(key))
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind) or (
+                    kind is int and value < 0):
+                raise ValueError("{!r} is {!r}, not a {}".format(
+                    key, value, "number" if kind is float else "non-negative integer"))
+    except (OSError, ValueError) as e:  # also truncated or not JSON at all
+        folder = os.path.dirname(path)
+        raise SystemExit("--resume: {} is damaged ({}), so where the run stopped is unknown: start the run again "
+                         "with --overwrite, optionally from these weights with --load_weights_folder {} (copy "
+                         "them elsewhere first: --overwrite deletes them)".format(path, e, folder)) from None
     return state
 
 
@@ -103,10 +156,19 @@ def last_checkpoint(models_dir):
     try:
         with open(os.path.join(path, "trainer.json")) as f:
             state = json.load(f)
-        return "the last checkpoint is {} (epoch {}, batch {}): --resume continues from it".format(
-            path, state["epoch"], state["batch"])
-    except (OSError, ValueError, KeyError):
+        where = "the last checkpoint is {} (epoch {}, batch {})".format(path, state["epoch"], state["batch"])
+    except (OSError, ValueError, KeyError, TypeError):
         return "no checkpoint has been written yet (there is no {})".format(path)
+    for name in sorted(os.listdir(path)):
+        if name.endswith(".pdparams") and name != "adam.pdparams":
+            try:
+                problem = weights_problem(read_weights(os.path.join(path, name)))
+            except ValueError as e:
+                problem = str(e)
+            if problem:
+                return "{}, but its weights have diverged too ({}: {}): start again from an earlier weights_N " \
+                       "with --load_weights_folder and --overwrite".format(where, name, problem)
+    return where + ", its weights are finite: --resume continues from it"
 
 
 def load_checkpoint(folder, models, names, optimizer, verbose=True, resuming=False):

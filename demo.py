@@ -77,35 +77,45 @@ def md5sum(path):
     return digest.hexdigest()
 
 
-def fetch_released_model(name, models_dir=MODELS_DIR, download=urllib.request.urlretrieve):
-    """The folder of Paddle weights of the released model `name`: models_dir/name, filled on
-    first use by downloading name.zip (`download(url, path)`), checking its md5 sum,
-    unzipping it and converting its .pth files next to them."""
+def check_md5(path, expected, advice):
+    """ValueError saying what `path`'s md5 is, what it should be and what to do about it."""
+    found = md5sum(path)
+    if found != expected:
+        raise ValueError("{} has md5 {}, expected {} (the released zip's): {}".format(path, found, expected, advice))
+
+
+def fetch_released_model(name, models_dir=None, download=None):
+    """The folder of Paddle weights of the released model `name`: models_dir/name (MODELS_DIR by
+    default), filled on first use by downloading name.zip (`download(url, path)`, urllib's by
+    default) unless it is there, checking its md5 sum, unzipping it and converting its .pth
+    files next to them."""
     from tools.convert_weights import convert_folder  # only needed here
 
     if name not in RELEASED_MODELS:
         raise ValueError("--model_name {}: not a released model (choose from {})".format(
             name, ", ".join(RELEASED_MODELS)))
+    models_dir = models_dir or MODELS_DIR
     folder = os.path.join(models_dir, name)
     if all(os.path.isfile(os.path.join(folder, n + ".pdparams")) for n in ("encoder", "depth")):
         return folder
     if not os.path.isfile(os.path.join(folder, "encoder.pth")):
         file_name, md5 = RELEASED_MODELS[name]
-        archive = folder + ".zip"
-        if not (os.path.isfile(archive) and md5sum(archive) == md5):
+        url, archive = RELEASE_URL + file_name, folder + ".zip"
+        if not os.path.isfile(archive):
             os.makedirs(models_dir, exist_ok=True)
-            print("-> Downloading {} to {}".format(RELEASE_URL + file_name, archive))
+            print("-> Downloading {} to {}".format(url, archive))
             try:
-                download(RELEASE_URL + file_name, archive + ".part")
+                (download or urllib.request.urlretrieve)(url, archive + ".part")
             except OSError as err:  # urllib's URLError offline
                 raise FileNotFoundError(
                     "cannot download {} ({}): download it on another machine and put it at {} (it is "
                     "checked, unzipped and converted there on the next run)".format(
-                        RELEASE_URL + file_name, getattr(err, "reason", err), archive)) from None
+                        url, getattr(err, "reason", err), archive)) from None
+            check_md5(archive + ".part", md5, "the download is damaged or incomplete; run again")
             os.replace(archive + ".part", archive)
-            if md5sum(archive) != md5:
-                raise ValueError("{} has md5 {}, expected {}: the download is damaged; delete it "
-                                 "and try again".format(archive, md5sum(archive), md5))
+        else:
+            check_md5(archive, md5, "it is damaged, incomplete or another file. Delete it and run again "
+                      "to download it, or put the zip from {} there".format(url))
         print("   Unzipping {}".format(archive))
         with zipfile.ZipFile(archive) as f:
             f.extractall(folder)

@@ -22,6 +22,7 @@ import time
 
 import cpu_threads  # noqa: F401  (before paddle: sets its CPU thread count)
 
+import cv2
 import numpy as np
 import paddle
 from PIL import Image
@@ -43,26 +44,6 @@ BATCH_SIZE = 16
 # input size (KITTI's 1242x375 into 640x192; 16:9 footage into 640x192 is 1.9x off), but a map
 # whose aspect ratio is more than this factor off its ground truth's shows another view.
 ASPECT_TOLERANCE = 3
-
-
-def resize_linear(img, width, height):
-    """Bilinear resize of a 2-D float array like the reference's cv2.resize (INTER_LINEAR,
-    OpenCV 4 and 5): half-pixel centres, edge samples clamped, weights in double precision.
-    Computed in float64 and returned in the input's dtype (float32: within 1 ulp of OpenCV)."""
-    def taps(n_in, n_out):
-        pos = (np.arange(n_out) + 0.5) * (1.0 / (n_out / n_in)) - 0.5
-        first = np.floor(pos).astype(np.int64)
-        frac = pos - first
-        frac[(first < 0) | (first >= n_in - 1)] = 0
-        first = np.clip(first, 0, n_in - 1)
-        return first, np.minimum(first + 1, n_in - 1), 1 - frac, frac
-
-    x0, x1, wx0, wx1 = taps(img.shape[1], width)
-    y0, y1, wy0, wy1 = taps(img.shape[0], height)
-    src = img.astype(np.float64)
-    rows = src[:, x0] * wx0 + src[:, x1] * wx1
-    out = rows[y0] * wy0[:, None] + rows[y1] * wy1[:, None]
-    return out.astype(img.dtype)
 
 
 def post_process_disparity(disp, flipped_disp):
@@ -209,6 +190,11 @@ def load_disparities(opt):
     if not isinstance(disps, np.ndarray) or disps.ndim != 3:
         raise ValueError("--ext_disp_to_eval {}: expected N x H x W disparities, got shape {}".format(
             path, getattr(disps, "shape", None)))
+    if not np.issubdtype(disps.dtype, np.floating):
+        raise ValueError("--ext_disp_to_eval {}: expected floating-point disparities, got {}".format(
+            path, disps.dtype))
+    if disps.dtype not in (np.float32, np.float64):  # float16: the types cv2.resize takes
+        disps = disps.astype(np.float32)
     if opt.eval_eigen_to_benchmark:
         ids_path = os.path.join(SPLITS_DIR, "benchmark", "eigen_to_benchmark_ids.npy")
         if not os.path.isfile(ids_path):
@@ -243,7 +229,7 @@ def write_benchmark_pngs(disps, folder, scale):
     os.makedirs(folder, exist_ok=True)
     print("-> Saving out benchmark predictions to {}".format(folder))
     for i, disp in enumerate(disps):
-        depth = scale / resize_linear(disp, *BENCHMARK_SIZE)
+        depth = scale / cv2.resize(disp, BENCHMARK_SIZE)
         depth = np.uint16(np.clip(depth, 0, 80) * 256)
         Image.fromarray(depth).save(os.path.join(folder, "{:010d}.png".format(i)))
 
@@ -300,7 +286,7 @@ def compute_metrics(opt, split, disps, gt):
             raise ValueError("{}: depth map {} has shape {}, not H x W".format(gt.path, i, gt_depth.shape))
         if opt.ext_disp_to_eval:
             check_aspect(opt.ext_disp_to_eval, disp.shape, gt_depth.shape, i)
-        pred_depth = 1 / resize_linear(disp, gt_depth.shape[1], gt_depth.shape[0])
+        pred_depth = 1 / cv2.resize(disp, (gt_depth.shape[1], gt_depth.shape[0]))  # bilinear, as the reference
         if split.crop == "garg":
             mask = (gt_depth > MIN_DEPTH) & (gt_depth < MAX_DEPTH) & garg_crop_mask(gt_depth.shape)
         else:

@@ -24,7 +24,8 @@ class MonodepthOptions:
             help="log directory")
 
         # training
-        add("--model_name", type=str, default="mdp", help="the name of the folder to save the model in")
+        add("--model_name", type=str, default="mdp",
+            help="the name of the folder to save the model in, inside --log_dir")
         add("--split", type=str, default="eigen_zhou",
             help="which training split to use: eigen_zhou, eigen_full, odom, benchmark (folders "
                  "of splits/) or the path of a folder holding train_files.txt and val_files.txt")
@@ -206,6 +207,12 @@ def check_options(opt):
             continue
         if not math.isfinite(value) or value < low or (value == low and not inclusive):
             raise ValueError("--{} must be {} {}, got {}".format(name, ">=" if inclusive else ">", low, value))
+    parts = opt.model_name.replace("\\", "/").split("/")
+    if not opt.model_name.strip() or os.path.isabs(opt.model_name) or ".." in parts or os.path.normpath(
+            opt.model_name) == ".":
+        raise ValueError("--model_name {!r} must name a folder inside --log_dir (not empty, not an absolute path, "
+                         "no '..'): the run writes <log_dir>/<model_name>, and --overwrite deletes there".format(
+                             opt.model_name))
     if opt.resume and opt.overwrite:
         raise ValueError("--resume continues a run, --overwrite starts it again: give one of them")
     if opt.seed is not None and opt.seed >= 2 ** 32:

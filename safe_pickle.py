@@ -48,7 +48,10 @@ def _latin1_bytes(text, encoding):
 # What paddle.save writes for a dict of arrays: ndarrays and numpy scalars (by either numpy
 # module name: numpy.core before NumPy 2), a tensor as tuple((name, array)), which paddle.load
 # turns back into one, and with protocol 2 bytes through _codecs and builtins as __builtin__.
+# A Layer's state_dict() is an OrderedDict; paddle.save writes it as one when it holds more than
+# tensors (a Monodepth2 encoder's height, width, use_stereo): it is read as a plain dict.
 _PADDLE_SAVE_GLOBALS = {
+    ("collections", "OrderedDict"): dict,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("builtins", "tuple"): tuple,

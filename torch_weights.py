@@ -10,11 +10,11 @@ whose Paddle name or layout differs; the Paddle networks otherwise use the torch
 The published Paddle port ships its ImageNet ResNet as HDF5 (``resnet18-pytorch.h5``): one
 dataset per tensor under torchvision's names and layouts; `load_h5` reads it.
 
-ImageNet initialisation (`imagenet_init`, for --weights_init): a torchvision ResNet file
-converted by `tools/convert_weights.py` is stored as ``pretrained/resnet{N}.pdparams`` under
-the project root (or under ``$MONODEPTH2_PRETRAINED_DIR``), where `load_imagenet_weights`
-finds it; ``paddle_pretrained`` takes Paddle's own ImageNet weights from paddle.vision's
-cache; any other value is a .pdparams, .pth or .h5 file, its extension optional.
+ImageNet initialisation (`imagenet_init`, for --weights_init): ``pretrained`` reads
+torchvision's ResNet from the project's ``weights/`` folder (or ``$MONODEPTH2_PRETRAINED_DIR``),
+converted there by ``tools/convert_weights.py`` or as downloaded (`imagenet_files`);
+``paddle_pretrained`` takes Paddle's own ImageNet weights from paddle.vision's cache; any
+other value is a .pdparams, .pth or .h5 file, its extension optional.
 """
 import collections
 import io
@@ -29,6 +29,9 @@ from safe_pickle import RestrictedUnpickler, rebuild
 from utils import check_tensor, read_weights
 
 PRETRAINED_DIR_ENV = "MONODEPTH2_PRETRAINED_DIR"
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+OLD_PRETRAINED_DIR = os.path.join(os.path.dirname(WEIGHTS_DIR), "pretrained")  # before weights/
+PORT_RESNET18_H5 = "resnet18-pytorch.h5"  # the published Paddle port's torchvision ResNet-18
 WEIGHT_EXTENSIONS = (".pdparams", ".pth", ".h5")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 TORCHVISION_URL = "https://download.pytorch.org/models/"
@@ -321,17 +324,29 @@ def resnet_depth(state_dict):
 
 
 def pretrained_dir():
-    """Where ImageNet weights live: $MONODEPTH2_PRETRAINED_DIR, else <project>/pretrained."""
-    default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
-    return os.environ.get(PRETRAINED_DIR_ENV) or default
+    """Where ImageNet weights are written and looked for: $MONODEPTH2_PRETRAINED_DIR, else weights/."""
+    return os.environ.get(PRETRAINED_DIR_ENV) or WEIGHTS_DIR
 
 
-def imagenet_weights_path(num_layers):
-    """The converted torchvision ImageNet weights of ResNet-`num_layers`."""
+def imagenet_files(num_layers):
+    """The files --weights_init pretrained reads for ResNet-`num_layers`, first found first: in
+    pretrained_dir() the converted resnet{N}.pdparams, torchvision's download itself and, for
+    ResNet-18, the published port's .h5; then the converted file in pretrained/ (its old place)."""
     if num_layers not in TORCHVISION_FILES:
         raise ValueError(f"no ImageNet weights for a ResNet-{num_layers}; "
                          f"choose from {sorted(TORCHVISION_FILES)}")
-    return os.path.join(pretrained_dir(), f"resnet{num_layers}.pdparams")
+    names = [f"resnet{num_layers}.pdparams", TORCHVISION_FILES[num_layers]]
+    names += [PORT_RESNET18_H5] if num_layers == 18 else []
+    files = [os.path.join(pretrained_dir(), name) for name in names]
+    if not os.environ.get(PRETRAINED_DIR_ENV):
+        files.append(os.path.join(OLD_PRETRAINED_DIR, names[0]))
+    return files
+
+
+def imagenet_weights_path(num_layers):
+    """The first of `imagenet_files` that exists, else the converter's default output."""
+    files = imagenet_files(num_layers)
+    return next((path for path in files if os.path.isfile(path)), files[0])
 
 
 def find_weight_file(path):
@@ -399,15 +414,16 @@ def load_imagenet_weights(num_layers):
     """{Paddle name: np.ndarray} of the ImageNet ResNet-`num_layers` (torchvision's names)."""
     path = imagenet_weights_path(num_layers)
     if not os.path.isfile(path):
-        torch_file = TORCHVISION_FILES[num_layers]
+        folder, torch_file = pretrained_dir(), TORCHVISION_FILES[num_layers]
+        names = [os.path.basename(f) for f in imagenet_files(num_layers) if os.path.dirname(f) == folder]
         raise FileNotFoundError(
-            f"ImageNet weights for ResNet-{num_layers} not found at {path}. Download "
-            f"{TORCHVISION_URL}{torch_file} and convert it with\n"
-            f"    python tools/convert_weights.py {torch_file}\n"
-            f"(it writes to {pretrained_dir()}; set {PRETRAINED_DIR_ENV} to use another folder), "
+            f"ImageNet weights for ResNet-{num_layers} not found: none of {', '.join(names)} is in "
+            f"{folder}. Download {TORCHVISION_URL}{torch_file} into it (it is read as it is), or "
+            f"convert it to {path} with\n    python tools/convert_weights.py {torch_file}\n"
+            f"(set {PRETRAINED_DIR_ENV} to use another folder), "
             f"or choose another initialisation: --weights_init scratch, --weights_init "
             f"paddle_pretrained, or --weights_init PATH (.pth, .h5 or .pdparams).")
-    state_dict = read_weights(path)
+    state_dict = read_weight_file(path)
     found = resnet_depth(state_dict)
     if found != num_layers:
         raise ValueError(f"{path} holds ResNet-{found} weights, not ResNet-{num_layers}")

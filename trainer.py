@@ -3,14 +3,15 @@ validation, logging and checkpoints (checkpoint.py)."""
 import json
 import os
 import random
-import shutil
 import time
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from checkpoint import last_checkpoint, load_checkpoint, restore_rng_state, resume_state, save_checkpoint
+import run_folder
+from checkpoint import (last_checkpoint, load_checkpoint, networks_problem, restore_rng_state, resume_state,
+                        save_checkpoint)
 from datasets import Loader, SeededBatchSampler, dataset_class
 from datasets.mono_dataset import MissingFilesError
 from eval_splits import MAX_DEPTH, MIN_DEPTH, SPLITS_DIR, garg_crop_mask
@@ -37,6 +38,17 @@ class Trainer:
     by paddle.DataParallel, and only rank 0 logs and writes checkpoints."""
 
     def __init__(self, options):
+        """Start the run (self.start); one that fails leaves no run folder behind where there was none."""
+        folder = os.path.join(options.log_dir, options.model_name)
+        created = run_folder.missing_folders(folder)
+        try:
+            self.start(options)
+        except BaseException:
+            if paddle.distributed.get_rank() == 0:
+                run_folder.remove_failed_start(folder, created)
+            raise
+
+    def start(self, options):
         self.opt = opt = options
         self.log_path = os.path.join(opt.log_dir, opt.model_name)
         self.models_dir = os.path.join(self.log_path, "models")
@@ -129,10 +141,13 @@ class Trainer:
         self.val_iter = None
         self.writers = {}
         if self.is_main:
+            if opt.overwrite:  # only now that the new run has started: a failed start loses nothing
+                for path in run_folder.remove_run(self.log_path):
+                    print("--overwrite left {}: a run does not write it".format(path))
             from visualdl import LogWriter  # imported here: only the logging process needs it
             self.writers = {mode: LogWriter(logdir=os.path.join(self.log_path, mode)) for mode in ("train", "val")}
             print("Training model named:\n  ", opt.model_name)
-            print("Models and logs are saved to:\n  ", opt.log_dir)
+            print("Models and logs are saved to:\n  ", self.log_path)
             print("Training is using:\n  ", self.device, "x {}".format(self.world_size) if self.world_size > 1 else "")
             print("Using split:\n  ", opt.split)
             print("There are {:d} training items and {:d} validation items\n".format(
@@ -190,8 +205,10 @@ class Trainer:
             if not self.all_finite(loss):
                 # the weights may already be broken (an update from an infinite gradient), so
                 # the last checkpoint is kept as it is
-                raise SystemExit("the loss is not finite at epoch {}, batch {} (step {}); {}".format(
-                    self.epoch, batch_idx, self.step, last_checkpoint(self.models_dir)))
+                problem = networks_problem(self.models)
+                raise SystemExit("the loss is not finite at epoch {}, batch {} (step {}); {}; {}".format(
+                    self.epoch, batch_idx, self.step, "the weights have diverged: " + problem if problem else
+                    "the weights are still finite", last_checkpoint(self.models_dir)))
             self.optimizer.clear_grad()
             if self.scaler:
                 self.scaler.scale(loss).backward()
@@ -342,14 +359,17 @@ class Trainer:
         self.last_save = time.time()
 
     def check_run_folder(self):
-        """The run's folder must be writable (VisualDL would fail later with a bare OSError),
-        and an earlier run in it is only continued (--resume) or replaced (--overwrite) when
-        asked for. What an interrupted checkpoint save left behind is then repaired (not before
-        the refusal: a second start by mistake must not touch a run that is still writing)."""
+        """The run's folder must be writable (VisualDL would fail later with a bare OSError), is
+        locked for this process (a second run started on it stops), and an earlier run in it is
+        only continued (--resume) or replaced (--overwrite, which deletes it once the new run has
+        started) when asked for. What an interrupted checkpoint save left behind is then repaired
+        (not before the lock and the refusal: a second start by mistake must not touch a run that
+        is still writing)."""
         try:
             check_writable(self.log_path)
         except OSError as e:
             raise SystemExit("--log_dir {}: {}".format(self.opt.log_dir, e.strerror))
+        run_folder.lock(self.log_path)
         earlier = [n for n in ("models", "train", "val") if os.path.exists(os.path.join(self.log_path, n))]
         if earlier and not self.opt.resume:
             if not self.opt.overwrite:
@@ -360,8 +380,6 @@ class Trainer:
             if inside:
                 raise SystemExit("--overwrite would delete {}, which this run loads: copy it elsewhere "
                                  "first".format(inside[0]))
-            for name in earlier:
-                shutil.rmtree(os.path.join(self.log_path, name))
         for line in recover_interrupted_saves(self.models_dir):
             print(line)
 

@@ -101,8 +101,9 @@ def save_atomic(obj, path):
 
 def save_folder_atomic(files, folder):
     """Write {file name: object} as the folder `folder`, all or nothing: .json files as
-    JSON, bytes as they are, others with paddle.save, into a temporary sibling folder that
-    replaces `folder` once every file is written."""
+    JSON, bytes as they are, others with paddle.save, into a temporary sibling folder
+    (.tmp_<name>XXXXXXXX) renamed .new_<name>XXXXXXXX once every file is written, which then
+    replaces `folder` (recover_interrupted_saves finishes what a kill interrupts)."""
     with errors_naming(folder):
         _save_folder(files, folder)
 
@@ -121,30 +122,45 @@ def _save_folder(files, folder):
                     f.write(obj)
             else:
                 paddle.save(obj, os.path.join(tmp, name))
-        old = None
-        if os.path.exists(folder):
-            old = tempfile.mkdtemp(dir=parent, prefix=".old_" + os.path.basename(folder))
-            os.replace(folder, os.path.join(old, "x"))
-        os.replace(tmp, folder)
-        if old:
-            shutil.rmtree(old)
+        new = os.path.join(parent, ".new_" + os.path.basename(tmp)[len(".tmp_"):])
+        os.replace(tmp, new)  # complete: from here on it is the version to keep
+        _put_in_place(new, folder)
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
 
 
+def _put_in_place(new, folder):
+    """Rename the folder `new` to `folder`, the previous `folder` moved aside first into
+    .old_<name>XXXXXXXX/x and deleted after."""
+    parent = os.path.dirname(os.path.abspath(folder))
+    old = None
+    if os.path.exists(folder):
+        old = tempfile.mkdtemp(dir=parent, prefix=".old_" + os.path.basename(folder))
+        os.replace(folder, os.path.join(old, "x"))
+    os.replace(new, folder)
+    if old:
+        shutil.rmtree(old)
+
+
 def recover_interrupted_saves(parent):
-    """Undo what a kill in the middle of save_folder_atomic left in `parent`; returns what
-    was done, one line each. A kill between its two renames leaves the folder missing and the
-    previous version in .old_<name>XXXXXXXX/x: that is moved back. Temporary folders of
+    """Finish or undo what a kill in the middle of save_folder_atomic left in `parent`;
+    returns what was done, one line each. A complete new version (.new_<name>XXXXXXXX) is put
+    in place of the folder, whether the kill came before the previous version was moved aside
+    or after (the folder missing, the previous version in .old_<name>XXXXXXXX/x). Without
+    one, a previous version whose folder is missing is moved back. Temporary folders of
     unfinished saves (.tmp_*) and left-over .old_* folders are deleted."""
     done = []
-    entries = sorted(os.listdir(parent)) if os.path.isdir(parent) else []
+    entries = sorted(os.listdir(parent)) if os.path.isdir(parent) else []  # .new_ before .old_ and .tmp_
     for entry in entries:
         path = os.path.join(parent, entry)
-        if not os.path.isdir(path) or not entry.startswith((".old_", ".tmp_")):
+        if not os.path.isdir(path) or not entry.startswith((".new_", ".old_", ".tmp_")):
             continue
-        folder = os.path.join(parent, entry[len(".old_"):-8])  # mkdtemp adds 8 characters
+        folder = os.path.join(parent, entry[len(".old_"):-8])  # the prefixes have 5, mkdtemp adds 8 characters
+        if entry.startswith(".new_"):
+            _put_in_place(path, folder)
+            done.append("completed the interrupted save of {} from {}".format(folder, path))
+            continue
         if entry.startswith(".old_") and os.path.isdir(os.path.join(path, "x")) and not os.path.exists(folder):
             os.replace(os.path.join(path, "x"), folder)
             done.append("restored {} from {} (a save was interrupted)".format(folder, path))

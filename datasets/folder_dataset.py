@@ -15,6 +15,7 @@ metres (stereo_scale 1), whatever each rig's baseline.
 
 Split lines are 'sequence frame' or 'sequence frame l|r' (r: the right camera's frame).
 """
+import math
 import os
 
 import numpy as np
@@ -22,16 +23,20 @@ from PIL import Image
 
 from utils import read_text
 
+from .loader import DataError
 from .mono_dataset import MonoDataset
 
 INTRINSICS_FILE = "intrinsics.txt"
 
 
 def check_intrinsics(values, source):
-    """(fx, fy, cx, cy, baseline or None) of 'fx fy cx cy [baseline]' from `source`."""
-    if len(values) not in (4, 5) or min(values[:2]) <= 0 or (len(values) == 5 and values[4] <= 0):
-        raise ValueError("{}: expected 'fx fy cx cy' in pixels (fx and fy positive) and optionally the stereo "
-                         "baseline in metres (positive), got {}".format(source, " ".join(map(str, values)) or "nothing"))
+    """(fx, fy, cx, cy, baseline or None) of 'fx fy cx cy [baseline]' from `source`; ValueError
+    naming `source` otherwise (an infinite or NaN value would hang the loader or break the SVD)."""
+    if (len(values) not in (4, 5) or not all(math.isfinite(v) for v in values) or min(values[:2]) <= 0
+            or (len(values) == 5 and values[4] <= 0)):
+        raise ValueError("{}: expected 'fx fy cx cy' in pixels (finite numbers, fx and fy positive) and "
+                         "optionally the stereo baseline in metres (positive), got {}".format(
+                             source, " ".join(map(str, values)) or "nothing"))
     return tuple(values[:4]) + (values[4] if len(values) == 5 else None,)
 
 
@@ -68,6 +73,26 @@ class FolderDataset(MonoDataset):
             self.get_intrinsics(folder, frame_index, side, False)
             if "s" in self.frame_idxs:
                 self.stereo_baseline(folder)
+        self.check_frame_sizes()
+
+    def check_frame_sizes(self):
+        """ValueError naming two frames of one sequence whose sizes differ: the intrinsics are
+        in pixels of one size (normalised by the first frame's), wrong for frames of another."""
+        first, checked = {}, set()
+        for line in self.lines:
+            for what, path in self.required_files(*line):
+                if what.startswith("frame") and path not in checked:
+                    checked.add(path)
+                    try:
+                        with Image.open(path) as img:  # reads the header only
+                            size = img.size
+                    except (OSError, SyntaxError, ValueError) as e:
+                        raise DataError(f"cannot decode image {path}: {e}") from None
+                    known = first.setdefault(line[0], (path, size))
+                    if size != known[1]:
+                        raise ValueError("sequence {} has frames of different sizes: {} is {}x{}, {} is {}x{} (its "
+                                         "intrinsics fit one size: resize the frames to one size, e.g. with "
+                                         "tools/prepare_frames.py)".format(line[0], known[0], *known[1], path, *size))
 
     @classmethod
     def option_kwargs(cls, opt):

@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import skimage.transform
 from PIL import Image
 
 from kitti_utils import load_velodyne_points, project_depth_map, velo_to_image
@@ -92,21 +93,9 @@ class KITTIRAWDataset(KITTIDataset):
         depth = project_depth_map(load_velodyne_points(self.velodyne_path(folder, frame_index)),
                                   velo2im, im_shape)
         target = self.full_res_shape[::-1]
-        if depth.shape != target:
-            depth = resize_nearest(depth, target)
+        if depth.shape != target:  # other recording days' images: the reference's resize
+            depth = skimage.transform.resize(depth, target, order=0, preserve_range=True, mode="constant")
         return np.fliplr(depth) if do_flip else depth
-
-
-def resize_nearest(depth, shape):
-    """Nearest-neighbour resize on pixel centres, as the reference's skimage resize (order 0) does.
-
-    Output pixel o samples input (o + 0.5) * in / out - 0.5, rounded half up.
-    """
-    index = []
-    for out_n, in_n in zip(shape, depth.shape):
-        centre = (np.arange(out_n) + 0.5) * (in_n / out_n) - 0.5
-        index.append(np.clip(np.floor(centre + 0.5).astype(np.int64), 0, in_n - 1))
-    return depth[np.ix_(*index)]
 
 
 class KITTIOdomDataset(KITTIDataset):

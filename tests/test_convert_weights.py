@@ -15,6 +15,7 @@ import paddle
 import pytest
 
 import network
+import torch_weights
 from torch_weights import load_imagenet_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -108,6 +109,15 @@ def test_resnet_file_to_file_folder_and_default(tmp_path, monkeypatch, capsys):
         np.testing.assert_array_equal(loaded[name], weights[name])
     encoder = network.ResnetEncoder(18, True)  # the --weights_init pretrained path
     np.testing.assert_array_equal(encoder.encoder.conv1.weight.numpy(), weights["conv1.weight"])
+
+
+def test_resnet_file_goes_to_weights_by_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("MONODEPTH2_PRETRAINED_DIR", raising=False)
+    monkeypatch.setattr(torch_weights, "WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setattr(torch_weights, "OLD_PRETRAINED_DIR", str(tmp_path / "pretrained"))
+    convert_weights.main([RESNET18])
+    assert os.listdir(tmp_path / "weights") == ["resnet18.pdparams"]
+    assert torch_weights.imagenet_weights_path(18) == str(tmp_path / "weights" / "resnet18.pdparams")
 
 
 @pytest.mark.parametrize("args, message", [

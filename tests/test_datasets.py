@@ -3,7 +3,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import paddle
@@ -12,7 +11,6 @@ from PIL import Image
 
 from datasets import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset, SeededBatchSampler
 from datasets.color_jitter import JitterParams, adjust_hue, apply_jitter, draw_jitter
-from datasets.kitti_dataset import resize_nearest
 from kitti_utils import generate_depth_map
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,8 +59,6 @@ def augmentation_cases(dataset, wanted):
 # --- contents ---------------------------------------------------------------------------------
 
 @needs_sample
-
-
 def test_real_sample_keys_shapes_and_values():
     item = raw(SAMPLE, lines_for("l"), height=192, width=640)[0]
     expected = {(kind, f, s) for kind in ("color", "color_aug") for f in FRAMES for s in range(4)}
@@ -79,8 +75,6 @@ def test_real_sample_keys_shapes_and_values():
 
 
 @needs_sample
-
-
 def test_resized_images_equal_the_pil_lanczos_chain_from_the_full_image():
     item = raw(SAMPLE, lines_for("r"), height=192, width=640)[0]
     for f, (cam, frame) in {0: (3, 1), -1: (3, 0), 1: (3, 2), "s": (2, 1)}.items():
@@ -206,8 +200,6 @@ def test_depth_benchmark_layout_reads_16_bit_ground_truth(tmp_path):
 
 
 @needs_sample
-
-
 def test_raw_depth_from_velodyne_with_real_calibration(tmp_path):
     root = make_drive(tmp_path)
     shutil.copy(os.path.join(SAMPLE, "2011_09_26", "calib_cam_to_cam.txt"), tmp_path / "2011_09_26")
@@ -237,13 +229,12 @@ def test_raw_depth_from_velodyne_with_real_calibration(tmp_path):
     ds = raw(root, lines_for("l"))
     expected = generate_depth_map(str(tmp_path / "2011_09_26"), str(velo_dir / "0000000001.bin"), 2)
     assert expected.shape == (376, 1241)
-    np.testing.assert_array_equal(ds[0]["depth_gt"][0], resize_nearest(expected, (375, 1242)).astype(np.float32))
-
-
-def test_resize_nearest_samples_pixel_centres():
-    depth = np.arange(8.0).reshape(2, 4)
-    # rows: centres -1/6, 1/2, 7/6 -> 0, 1, 1; columns: -0.1, 0.7, 1.5, 2.3, 3.1 -> 0, 1, 2, 2, 3
-    assert resize_nearest(depth, (3, 5)).tolist() == [[0, 1, 2, 2, 3], [4, 5, 6, 6, 7], [4, 5, 6, 6, 7]]
+    # as the reference's skimage resize (order 0): output pixel o takes the input pixel nearest to
+    # its centre, (o + 0.5) * n_in / n_out - 0.5, rounded half up
+    rows, cols = (np.minimum(np.floor((np.arange(n_out) + 0.5) * n_in / n_out).astype(int), n_in - 1)
+                  for n_out, n_in in ((375, 376), (1242, 1241)))
+    assert rows[-3:].tolist() == [373, 374, 375] and cols[-3:].tolist() == [1238, 1239, 1240]
+    np.testing.assert_array_equal(ds[0]["depth_gt"][0], expected[np.ix_(rows, cols)].astype(np.float32))
 
 
 # --- reproducibility --------------------------------------------------------------------------
@@ -378,7 +369,7 @@ def test_bad_calibration_fails_at_construction_naming_the_file(tmp_path):
         raw(root, lines_for("l"))
 
 
-def test_validation_is_fast_for_a_large_split(tmp_path):
+def test_validation_lists_each_folder_once_for_a_large_split(tmp_path, monkeypatch):
     # 40,000 lines over 20 drives: one directory listing per folder, not one stat per file
     for d in range(20):
         for cam in (2, 3):
@@ -387,16 +378,23 @@ def test_validation_is_fast_for_a_large_split(tmp_path):
             for frame in range(102):
                 (folder / f"{frame:010d}.jpg").touch()
     lines = [f"2011_09_26/d{i % 20} {1 + i % 100} {'lr'[i % 3 % 2]}" for i in range(40000)]
-    start = time.perf_counter()
+    calls = {"listdir": 0, "stat": 0}
+
+    def counted(name, real):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return call
+    monkeypatch.setattr(os, "listdir", counted("listdir", os.listdir))
+    monkeypatch.setattr(os, "stat", counted("stat", os.stat))
     ds = KITTIRAWDataset(str(tmp_path), lines, H, W, FRAMES, 4, is_train=True)
-    assert len(ds) == 40000 and time.perf_counter() - start < 3
+    assert len(ds) == 40000
+    assert calls["listdir"] <= 40 and calls["stat"] < 100, calls
 
 
 # --- split files ------------------------------------------------------------------------------
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "splits")), reason="../shared/splits is absent")
-
-
 def test_get_splits_copies_and_verifies_from_a_local_folder(tmp_path):
     tool = os.path.join(ROOT, "tools", "get_splits.py")
     out = tmp_path / "splits"
@@ -418,6 +416,28 @@ def test_get_splits_copies_and_verifies_from_a_local_folder(tmp_path):
     done = subprocess.run([sys.executable, tool, "--from", str(altered), "--out", str(tmp_path / "o2"),
                            "--splits", "eigen"], capture_output=True, text=True)
     assert done.returncode != 0 and "eigen/test_files.txt: SHA-256" in done.stderr
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "splits")), reason="../shared/splits is absent")
+def test_get_splits_from_a_checkout_without_eigen_says_what_is_missing(tmp_path):
+    """The published Paddle port's checkout: the reference's splits but splits/eigen."""
+    tool = os.path.join(ROOT, "tools", "get_splits.py")
+    checkout = tmp_path / "monodepth2-paddle"
+    shutil.copytree(os.path.join(SHARED, "splits"), checkout / "splits", ignore=shutil.ignore_patterns("eigen"))
+    assert not (checkout / "splits" / "eigen").exists() and (checkout / "splits" / "eigen_zhou").is_dir()
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, tool, "--from", str(checkout), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    for part in ("--from {} lacks 1 of the 15 split files needed: eigen/test_files.txt.".format(checkout / "splits"),
+                 "nianticlabs/monodepth2", "run without --from to download them",
+                 "--splits benchmark eigen_benchmark eigen_full eigen_zhou odom"):
+        assert part in done.stderr
+    assert not out.exists()
+    done = subprocess.run([sys.executable, tool, "--from", str(checkout), "--out", str(out), "--splits",
+                           "benchmark", "eigen_benchmark", "eigen_full", "eigen_zhou", "odom"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "wrote 14 split files" in done.stdout
 
 
 def test_registry_names_its_datasets():

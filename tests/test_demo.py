@@ -290,9 +290,29 @@ def test_released_model_zip_with_the_wrong_md5_is_refused(tmp_path, monkeypatch)
     archive, md5 = make_release(tmp_path)
     monkeypatch.setitem(demo.RELEASED_MODELS, "mono_640x192", ("mono_640x192.zip", "0" * 32))
     models = tmp_path / "models"
-    with pytest.raises(ValueError, match="mono_640x192.zip has md5 {}, expected 0{{32}}".format(md5)):
+    with pytest.raises(ValueError, match="mono_640x192.zip.part has md5 {}, expected 0{{32}} .*damaged".format(md5)):
         demo.fetch_released_model("mono_640x192", str(models), lambda url, path: shutil.copy(archive, path))
-    assert not (models / "mono_640x192").exists()
+    assert not (models / "mono_640x192").exists() and not (models / "mono_640x192.zip").exists()
+
+
+def test_a_zip_put_in_models_with_the_wrong_md5_says_so(tmp_path, monkeypatch, capsys):
+    """The offline route (the zip put at models/NAME.zip by hand), with a wrong file: the demo
+    names both sums and what to do, and downloads nothing."""
+    import urllib.request
+    monkeypatch.setattr(demo, "MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(urllib.request, "urlretrieve", lambda *a: pytest.fail("downloaded"))
+    archive, md5 = make_release(tmp_path)
+    os.makedirs(tmp_path / "models")
+    with zipfile.ZipFile(tmp_path / "models" / "mono+stereo_640x192.zip", "w") as f:
+        f.write(archive, "another.zip")
+    found = hashlib.md5(open(tmp_path / "models" / "mono+stereo_640x192.zip", "rb").read()).hexdigest()
+    Image.new("RGB", (64, 32)).save(tmp_path / "image.jpg")
+    err = run_demo_error(capsys, "--image_path", tmp_path / "image.jpg", "--model_name", "mono+stereo_640x192")
+    expected = demo.RELEASED_MODELS["mono+stereo_640x192"][1]
+    assert "{} has md5 {}, expected {}".format(tmp_path / "models" / "mono+stereo_640x192.zip", found, expected) in err
+    assert "Delete it and run again" in err and demo.RELEASE_URL + "mono%2Bstereo_640x192.zip" in err
+    assert "cannot download" not in err
+    assert os.listdir(tmp_path / "models") == ["mono+stereo_640x192.zip"]
 
 
 def test_release_table_matches_the_reference_names():

@@ -15,7 +15,7 @@ import export_model
 import inference
 import network
 from datasets import KITTIRAWDataset
-from evaluate_depth import evaluate, garg_crop_mask, post_process_disparity, resize_linear
+from evaluate_depth import evaluate, garg_crop_mask, post_process_disparity
 from export_gt_depth import export_gt_depths, save_gt_depths
 from layers import disp_to_depth
 from options import MonodepthOptions
@@ -34,25 +34,6 @@ def metrics(result):
 
 
 # ---------------------------------------------------------------- building blocks
-
-def test_resize_matches_opencv_values():
-    # cv2.resize(np.array([[1, 2], [3, 5]], np.float64), (4, 3)) with OpenCV 4.10
-    out = resize_linear(np.array([[1.0, 2.0], [3.0, 5.0]]), 4, 3)
-    expected = [[1.0, 1.25, 1.75, 2.0],
-                [2.0, 2.375, 3.125, 3.5],
-                [3.0, 3.5, 4.5, 5.0]]
-    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-15)
-    # non-integer factors (source position (d + 0.5) * n_in / n_out - 0.5), same OpenCV
-    out = resize_linear(np.array([[0.0, 3.0, 9.0], [1.0, 2.0, 4.0]]), 5, 3)
-    expected = [[0.0, 1.2, 3.0, 6.6, 9.0],
-                [0.5, 1.3, 2.5, 4.9, 6.5],
-                [1.0, 1.4, 2.0, 3.2, 4.0]]
-    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-15)
-    same = np.random.default_rng(0).random((4, 6)).astype(np.float32)
-    out = resize_linear(same, 6, 4)
-    assert out.dtype == np.float32
-    np.testing.assert_array_equal(out, same)
-
 
 def test_post_process_blends_borders_from_each_pass():
     direct = np.ones((1, 2, 100), np.float32)
@@ -164,6 +145,23 @@ def test_disparities_are_resized_to_the_ground_truth(tmp_path, splits):
     np.testing.assert_allclose(metrics(result), [0, 0, 0, 0, 1, 1, 1], atol=1e-6)
 
 
+@pytest.mark.parametrize("disp, resized", [
+    # cv2.resize(disp, (width, height)) with OpenCV 4.10 (half-pixel centres, edges clamped)
+    ([[1, 2], [3, 5]], [[1, 1.25, 1.75, 2], [2, 2.375, 3.125, 3.5], [3, 3.5, 4.5, 5]]),
+    ([[1, 4, 10], [2, 3, 5]], [[1, 2.2, 4, 7.6, 10], [1.5, 2.3, 3.5, 5.9, 7.5], [2, 2.4, 3, 4.2, 5]]),
+])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_disparities_are_resized_bilinearly_as_the_reference(tmp_path, splits, disp, resized, dtype):
+    """Ground truth 1 / (the reference's resize of the disparity): every metric is exact."""
+    splits("synthetic", [1 / np.array(resized, np.float32)])
+    path = str(tmp_path / "disps.npy")
+    np.save(path, np.array([disp], dtype))
+    result = evaluate(options("--eval_mono", "--disable_median_scaling", "--eval_split", "synthetic",
+                              "--ext_disp_to_eval", path))
+    np.testing.assert_allclose(metrics(result), [0, 0, 0, 0, 1, 1, 1], atol=1e-6)
+    assert result["metrics"]["abs_rel"] < 1e-7
+
+
 def test_eval_eigen_to_benchmark_reorders(tmp_path, splits):
     splits("eigen_benchmark", [np.full((20, 30), 10, np.float32), np.full((20, 30), 20, np.float32)])
     os.makedirs(evaluate_depth.SPLITS_DIR + "/benchmark")
@@ -232,6 +230,10 @@ def test_bad_disparity_files(tmp_path, splits):
     with pytest.raises(ValueError, match=r"N x H x W disparities, got shape \(20, 30\)"):
         evaluate(options("--eval_mono", "--eval_split", "synthetic", "--ext_disp_to_eval",
                          str(tmp_path / "flat.npy")))
+    np.save(tmp_path / "ints.npy", np.ones((1, 20, 30), np.int32))
+    with pytest.raises(ValueError, match="ints.npy: expected floating-point disparities, got int32"):
+        evaluate(options("--eval_mono", "--eval_split", "synthetic", "--ext_disp_to_eval",
+                         str(tmp_path / "ints.npy")))
 
 
 def test_disparity_maps_of_another_view_than_the_ground_truth_are_refused(tmp_path, splits, capsys):

@@ -56,7 +56,8 @@ def test_stereo_errors_name_the_file(tmp_path):
     shutil.rmtree(tmp_path / "seq" / "right")
     with pytest.raises(FileNotFoundError, match="frame s is missing: .*seq/right/0000000001.png"):
         dataset(tmp_path, ["seq 1"], [0, "s"], intrinsics=[24, 24, 20, 16, 0.5])
-    for text in ("24 24 20", "24 24 20 16 -1", "24 0 20 16", "24 24 20 16 0.5 1"):
+    for text in ("24 24 20", "24 24 20 16 -1", "24 0 20 16", "24 24 20 16 0.5 1", "nan 24 20 16", "24 24 inf 16",
+                 "24 24 20 16 inf"):
         with open(tmp_path / "intrinsics.txt", "w") as f:
             f.write(text)
         with pytest.raises(ValueError, match="intrinsics.txt: expected 'fx fy cx cy' in pixels"):
@@ -76,9 +77,23 @@ def test_intrinsics_given_replace_the_files(tmp_path):
         dataset(tmp_path, ["seq 1"], [0, 1], intrinsics=[48, 16, 12])
 
 
+def test_frames_of_different_sizes_in_a_sequence_are_refused(tmp_path):
+    write_sequence(tmp_path, intrinsics="24 24 20 16 0.3")
+    assert dataset(tmp_path, ["seq 1"], [0, -1, 1, "s"])[0][("K", 0)][0, 0] == pytest.approx(32)
+    for odd in ("0000000002.png", "right/0000000001.png"):  # a neighbour, the other camera
+        path = tmp_path / "seq" / odd
+        Image.new("RGB", (64, 32)).save(path)
+        with pytest.raises(ValueError, match="sequence seq has frames of different sizes: .*seq/0000000001.png is "
+                                             "48x32, .*seq/{} is 64x32".format(odd)):
+            dataset(tmp_path, ["seq 1"], [0, -1, 1, "s"])
+        write_sequence(tmp_path, intrinsics="24 24 20 16 0.3")
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--dataset", "folder", "--intrinsics", "1", "2", "3"], "--intrinsics: expected 'fx fy cx cy'"),
     (["--intrinsics", "1", "2", "3", "4"], "--intrinsics is for --dataset folder"),
+    (["--dataset", "folder", "--intrinsics", "inf", "2", "3", "4"], "--intrinsics: expected 'fx fy cx cy'"),
+    (["--dataset", "folder", "--intrinsics", "1", "2", "nan", "4"], "--intrinsics: expected 'fx fy cx cy'"),
 ])
 def test_intrinsics_flag_errors(flags, message, capsys):
     with pytest.raises(SystemExit):

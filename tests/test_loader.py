@@ -1,10 +1,13 @@
 """datasets.Loader: a sample that cannot be loaded ends training, validation and evaluation
 with exit code 1 and one message naming the file, for any number of workers, instead of a
-hang (num_workers 0) or "Blocking queue is killed". Run in subprocesses with a timeout, as a
-regression would hang."""
+hang (num_workers 0) or "Blocking queue is killed"; its workers end with the process that
+started them. Run in subprocesses with a timeout, as a regression would hang."""
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -100,3 +103,62 @@ evaluate_depth.main(["--data_path", {tiny_drive!r}, "--eval_split", "synthetic",
 """.format(tiny_drive=tiny_drive, splits=str(tmp_path / "splits"), weights=str(tmp_path)), timeout=120)
     assert run.returncode == 1, run.stderr[-2000:]
     assert run.stderr.strip().splitlines()[-1].startswith("error: cannot decode image " + path)
+
+
+def children(pid):
+    """The living processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open("/proc/{}/stat".format(entry)) as f:
+                state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if int(ppid) == pid and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def alive(pid):
+    try:
+        with open("/proc/{}/stat".format(pid)) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_stopping_training_stops_its_workers(tiny_drive, tmp_path, sig):
+    args = ["--data_path", tiny_drive, "--split", os.path.join(tiny_drive, "splits"), "--height", "64", "--width",
+            "192", "--batch_size", "2", "--num_epochs", "1000", "--weights_init", "scratch", "--frame_ids", "0",
+            "--use_stereo", "--num_workers", "2", "--log_dir", str(tmp_path / "logs"), "--model_name", "m"]
+    with open(tmp_path / "out.txt", "w") as out:  # not a pipe: workers left running would hold it open
+        run = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py")] + args, cwd=ROOT, stdout=out,
+                               stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        start = time.time()
+        while len(children(run.pid)) < 2 and time.time() - start < 180:
+            assert run.poll() is None, (tmp_path / "out.txt").read_text()[-2000:]
+            time.sleep(0.1)
+        workers = children(run.pid)
+        assert len(workers) == 2
+        while "Training" not in (tmp_path / "out.txt").read_text():  # the workers are loading batches
+            time.sleep(0.1)
+        time.sleep(1)
+    finally:
+        run.send_signal(sig)
+        run.wait(timeout=120)
+    if sig != signal.SIGKILL:
+        last = tmp_path / "logs" / "m" / "models" / "last"
+        assert re.search(r"\nstopped; (the last checkpoint is {} \(epoch \d+, batch 0\), its weights are finite: "
+                         r"--resume continues from it|no checkpoint has been written yet .*)\n$".format(
+                             re.escape(str(last))), (tmp_path / "out.txt").read_text())
+    start = time.time()
+    while any(alive(pid) for pid in workers) and time.time() - start < 60:
+        time.sleep(0.1)
+    left = [pid for pid in workers if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "workers left running"
+    assert not [n for n in os.listdir("/dev/shm") if n.split("_")[1:2] in ([str(p)] for p in workers + [run.pid])]

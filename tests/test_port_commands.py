@@ -1,9 +1,12 @@
-"""The published Paddle port's four commands, typed as its users type them, on a synthetic
-drive in the KITTI layout (as ~/data/kitti and ~/data/eigen) and a weights/ folder made the
-way that port makes its files: an HDF5 ImageNet ResNet written with h5py, and weights folders
-saved with paddle.save from networks built on paddle.vision's ResNet."""
+"""The published Paddle port's five notebook commands, typed as its users type them, on a
+synthetic drive in the KITTI layout (as ~/data/kitti and ~/data/eigen) and a weights/ folder
+made the way that port makes its files: an HDF5 ImageNet ResNet written with h5py, and weights
+folders written as its trainer's save_model writes them. That saves each network's
+state_dict() with paddle.save, the encoder's with height, width and use_stereo added, so under
+Paddle 3.x encoder.pdparams is a pickled collections.OrderedDict and the others plain dicts."""
 import json
 import os
+import pickle
 import shlex
 import shutil
 import sys
@@ -29,8 +32,10 @@ TRAIN = ("python train.py --model_name mono+stereo_model_640x192 --frame_ids 0 -
 FINE_TUNE = ("python train.py --model_name mono+stereo_model_1024x320 --frame_ids 0 -1 1 --use_stereo "
              "--data_path ~/data/kitti --height 320 --width 1024 --load_weights_folder weights/best_640x192/ "
              "--log_dir logs --num_workers 4 --batch_size 4 --num_epochs 2 --learning_rate 5e-5")
+EXPORT_GT = "python export_gt_depth.py --data_path ~/data/eigen --split eigen"
 EVALUATE = ("python evaluate_depth.py --load_weights_folder weights/best_1024x320/ --eval_stereo "
             "--data_path ~/data/eigen --num_workers 4")
+# The port's demo.py has no default weights folder: its notebook names the image and the folder.
 DEMO = "python demo.py --image_path assets/test_image.jpg --load_weights_folder weights/best_1024x320/"
 
 
@@ -54,21 +59,46 @@ def torchvision_names(state_dict):
     return out
 
 
+class PortResnetEncoder(paddle.nn.Layer):
+    """The port's encoder: paddle.vision's ResNet-18 as its `encoder`, whose first convolution
+    takes `images` stacked frames (the pose encoder's two)."""
+
+    def __init__(self, images=1):
+        super().__init__()
+        self.encoder = paddle.vision.models.resnet18()
+        if images > 1:
+            self.encoder.conv1 = paddle.nn.Conv2D(3 * images, 64, 7, 2, 3, bias_attr=False)
+
+
 def port_folder(folder, height, width, seed):
-    """encoder/depth/pose_encoder/pose.pdparams saved from paddle.vision ResNets, as the port saves them."""
+    """A weights folder saved as the port's Trainer.save_model saves one (its networks' parameter
+    names are those of PortResnetEncoder and of this project's decoders)."""
     paddle.seed(seed)
-    os.makedirs(folder)
-    resnet = paddle.vision.models.resnet18()
-    encoder = {"encoder." + k: v for k, v in resnet.state_dict().items()}
-    encoder.update(height=height, width=width, use_stereo=True)
-    paddle.save(encoder, os.path.join(folder, "encoder.pdparams"))
-    pose_resnet = paddle.vision.models.resnet18()
-    pose_resnet.conv1 = paddle.nn.Conv2D(6, 64, 7, 2, 3, bias_attr=False)
-    paddle.save({"encoder." + k: v for k, v in pose_resnet.state_dict().items()},
-                os.path.join(folder, "pose_encoder.pdparams"))
     num_ch_enc = np.array([64, 64, 128, 256, 512])
-    paddle.save(DepthDecoder(num_ch_enc, range(4)).state_dict(), os.path.join(folder, "depth.pdparams"))
-    paddle.save(PoseDecoder(num_ch_enc, 1, 2).state_dict(), os.path.join(folder, "pose.pdparams"))
+    models = {"encoder": PortResnetEncoder(), "depth": DepthDecoder(num_ch_enc, range(4)),
+              "pose_encoder": PortResnetEncoder(images=2), "pose": PoseDecoder(num_ch_enc, 1, 2)}
+    os.makedirs(folder)
+    for name, model in models.items():
+        to_save = model.state_dict()
+        if name == "encoder":
+            to_save["height"] = height
+            to_save["width"] = width
+            to_save["use_stereo"] = True
+        paddle.save(to_save, os.path.join(folder, "{}.pdparams".format(name)))
+
+
+def pickled_globals(path):
+    """The (module, name) pairs a pickle file we wrote ourselves imports when loaded."""
+    found = set()
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module, name):
+            found.add((module, name))
+            return super().find_class(module, name)
+
+    with open(path, "rb") as f:
+        Recorder(f).load()
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +149,25 @@ def budget(opt):
     return opt
 
 
+def plain_copy(folder, to):
+    """`folder` with its encoder.pdparams re-saved as a plain dict: what the port's folders had to
+    be turned into before OrderedDict pickles were read."""
+    shutil.copytree(folder, to)
+    encoder = dict(paddle.load(os.path.join(folder, "encoder.pdparams")))
+    paddle.save(encoder, os.path.join(to, "encoder.pdparams"))
+    assert ("collections", "OrderedDict") not in pickled_globals(os.path.join(to, "encoder.pdparams"))
+    return to
+
+
+def test_the_folders_are_pickled_as_the_port_pickles_them(made):
+    for folder in ("best_640x192", "best_1024x320"):
+        path = made["work"] / "weights" / folder
+        assert ("collections", "OrderedDict") in pickled_globals(path / "encoder.pdparams")
+        for name in ("depth", "pose_encoder", "pose"):
+            assert pickled_globals(path / (name + ".pdparams")) <= {
+                ("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype")}
+
+
 def test_train_from_the_port_h5_file(user):
     opt = MonodepthOptions().parse(typed(TRAIN))
     assert (opt.weights_init, opt.height, opt.width, opt.batch_size) == ("weights/resnet18-pytorch", 192, 640, 12)
@@ -139,9 +188,10 @@ def test_fine_tune_from_a_port_folder_needs_no_imagenet_file(user):
     opt = MonodepthOptions().parse(typed(FINE_TUNE))
     assert (opt.weights_init, opt.learning_rate, opt.num_epochs) == ("pretrained", 5e-5, 2)
     run = trainer.Trainer(budget(opt))
-    saved = paddle.load(os.path.join("weights", "best_640x192", "pose_encoder.pdparams"), return_numpy=True)
-    np.testing.assert_array_equal(run.models["pose_encoder"].encoder.conv1.weight.numpy(),
-                                  saved["encoder.conv1.weight"])
+    for name, model in run.models.items():  # every network starts from the port's weights
+        saved = paddle.load(os.path.join("weights", "best_640x192", name + ".pdparams"), return_numpy=True)
+        for key, value in model.state_dict().items():
+            np.testing.assert_array_equal(value.numpy(), saved[key], err_msg="{} {}".format(name, key))
     assert run.train_dataset[0][("color", 0, 0)].shape == (3, 320, 1024)
     run.train()  # one 1024x320 step (about 30 s here)
     encoder = paddle.load(str(user["work"] / "logs" / "mono+stereo_model_1024x320" / "models" / "weights_0" /
@@ -151,18 +201,29 @@ def test_fine_tune_from_a_port_folder_needs_no_imagenet_file(user):
         os.path.join("weights", "best_640x192", "encoder.pdparams"), return_numpy=True)["encoder.conv1.weight"])
 
 
-def test_evaluate_a_port_folder(user, capsys):
-    export_gt_depth.main(["--data_path", os.path.expanduser("~/data/eigen"), "--split", "eigen"])
-    evaluate_depth.main(typed(EVALUATE))
+@pytest.mark.parametrize("resize", ["", " --resize nearest"], ids=["as_typed", "resize_nearest"])
+def test_evaluate_a_port_folder(user, capsys, tmp_path, resize):
+    export_gt_depth.main(typed(EXPORT_GT))
+    assert os.path.isfile(user["splits"] / "eigen" / "gt_depths.npz")
+    evaluate_depth.main(typed(EVALUATE + resize + " --save_pred_disps"))
     out = capsys.readouterr().out
     assert "Computing predictions with size 1024x320" in out
     result = json.load(open(os.path.join("weights", "best_1024x320", "eval_depth_eigen.json")))
     assert result["num_images"] == 2 and result["mode"] == "stereo"
     assert all(np.isfinite(v) for v in result["metrics"].values())
+    disps = np.load(os.path.join("weights", "best_1024x320", "disps_eigen_split.npy"))
+    # the same weights from a plain-dict encoder file give the same disparities, bit for bit
+    plain = plain_copy(os.path.join("weights", "best_1024x320"), str(tmp_path / "plain"))
+    evaluate_depth.main(typed(EVALUATE.replace("weights/best_1024x320/", plain) + resize + " --save_pred_disps"))
+    np.testing.assert_array_equal(disps, np.load(os.path.join(plain, "disps_eigen_split.npy")))
 
 
-def test_demo_on_the_shipped_image(user):
+def test_demo_on_the_shipped_image(user, tmp_path):
     demo.main(typed(DEMO))
     disp = np.load(os.path.join("assets", "test_image_disp.npy"))
     assert disp.shape == (1, 1, 320, 1024) and np.isfinite(disp).all()
     assert os.path.isfile(os.path.join("assets", "test_image_disp.jpeg"))
+    plain = plain_copy(os.path.join("weights", "best_1024x320"), str(tmp_path / "plain"))
+    shutil.copy(os.path.join("assets", "test_image.jpg"), tmp_path)
+    demo.main(["--image_path", str(tmp_path / "test_image.jpg"), "--load_weights_folder", plain])
+    np.testing.assert_array_equal(disp, np.load(str(tmp_path / "test_image_disp.npy")))

@@ -108,7 +108,23 @@ def test_right_camera_follows_the_left_frames_kept(tmp_path, capsys):
     sample = FolderDataset(str(out), ["left 0 r"], 32, 64, [0, 1, "s"], 1)[0]
     assert sample["stereo_T"][0, 3] == np.float32(0.2)
     for argv, message in (([str(left), "--right", str(right), str(right)], "--right gives 2 right cameras for 1 inputs"),
-                          ([str(left), "--intrinsics", "1", "2", "3"], "--intrinsics takes FX FY CX CY and optionally")):
+                          ([str(left), "--intrinsics", "1", "2", "3"], "--intrinsics takes FX FY CX CY and optionally"),
+                          ([str(left), "--intrinsics", "inf", "2", "3", "4"], "--intrinsics: expected 'fx fy cx cy'"),
+                          ([str(left), "--intrinsics", "1", "2", "nan", "4"], "--intrinsics: expected 'fx fy cx cy'"),
+                          ([str(left), "--fov", "0"], "--fov must be between 0 and 180 degrees")):
         with pytest.raises(SystemExit):
             prepare_frames(argv + ["--out", str(tmp_path / "bad")])
         assert message in capsys.readouterr().err
+
+
+def test_frames_of_mixed_sizes_are_named(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(2)
+    for i, size in enumerate([(32, 48), (32, 48), (40, 48)]):
+        Image.fromarray(rng.integers(0, 256, size + (3,), dtype=np.uint8)).save(frames / "f{}.png".format(i))
+    with pytest.raises(SystemExit):
+        prepare_frames([str(frames), "--out", str(tmp_path / "out"), "--fov", "90"])
+    assert capsys.readouterr().err.strip().endswith(
+        "error: {} is 48x40, but {} is 48x32: the frames of a sequence must have one size".format(
+            frames / "f2.png", frames / "f0.png"))

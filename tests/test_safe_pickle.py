@@ -1,6 +1,7 @@
 """Loading runs no code: every weights, optimizer, generator-state and ground-truth file the
 project reads is refused, naming the file and the global, when it asks for more than arrays,
 numbers, strings and containers. (The .pth reader's own case is in test_torch_weights.py.)"""
+import collections
 import json
 import os
 import pickle
@@ -78,6 +79,39 @@ def test_paddle_save_files_read_as_paddle_load_reads_them(tmp_path, protocol):
     assert sorted(ours) == sorted(theirs) and ours["LR_Scheduler"] == theirs["LR_Scheduler"]
     moment = [k for k in theirs if k.endswith("_moment1_0")][0]
     np.testing.assert_array_equal(ours[moment], theirs[moment])
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4])
+def test_a_state_dict_with_entries_added_is_read_as_a_plain_dict(tmp_path, protocol):
+    """The published port's save_model: state_dict() (an OrderedDict) with the encoder's three
+    entries added in place, which paddle.save pickles as a collections.OrderedDict."""
+    state = ResnetEncoder(18, False).state_dict()
+    assert type(state) is collections.OrderedDict
+    state["height"], state["width"], state["use_stereo"] = 192, 640, True
+    path = str(tmp_path / "encoder.pdparams")
+    paddle.save(state, path, protocol=protocol)
+    assert b"OrderedDict" in open(path, "rb").read()
+    ours = read_weights(path)
+    theirs = paddle.load(path, return_numpy=True)
+    assert type(ours) is dict and list(ours) == list(theirs) == list(state)
+    for key, value in theirs.items():
+        if isinstance(value, np.ndarray):
+            assert ours[key].dtype == value.dtype
+            np.testing.assert_array_equal(ours[key], value, err_msg=key)
+    assert (ours["height"], ours["width"], ours["use_stereo"]) == (192, 640, True)
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_other_containers_and_code_inside_an_ordered_dict_are_refused(tmp_path, marker, protocol):
+    path = tmp_path / "encoder.pdparams"
+    with open(path, "wb") as f:
+        pickle.dump(collections.defaultdict(list, {"height": 192}), f, protocol=protocol)
+    with pytest.raises(ValueError, match="refusing to load the global collections.defaultdict"):
+        read_weights(str(path))
+    with open(path, "wb") as f:
+        pickle.dump(collections.OrderedDict(height=_Exploit(marker)), f, protocol=protocol)
+    with pytest.raises(ValueError, match=REFUSED):
+        read_weights(str(path))
 
 
 @pytest.mark.parametrize("protocol", [2, 4])

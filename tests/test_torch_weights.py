@@ -257,11 +257,47 @@ def test_resnet_depth_rejects_other_networks(keys, message):
 def test_imagenet_weights_path_default_and_override(monkeypatch, tmp_path):
     monkeypatch.delenv(torch_weights.PRETRAINED_DIR_ENV, raising=False)
     root = os.path.dirname(os.path.abspath(torch_weights.__file__))
-    assert imagenet_weights_path(50) == os.path.join(root, "pretrained", "resnet50.pdparams")
+    assert torch_weights.pretrained_dir() == os.path.join(root, "weights")
+    assert os.path.isfile(os.path.join(root, "weights", "README.md"))
+    monkeypatch.setattr(torch_weights, "OLD_PRETRAINED_DIR", str(tmp_path / "no_old_folder"))
+    assert imagenet_weights_path(50) == os.path.join(root, "weights", "resnet50.pdparams")
     monkeypatch.setenv("MONODEPTH2_PRETRAINED_DIR", str(tmp_path))
     assert imagenet_weights_path(18) == os.path.join(str(tmp_path), "resnet18.pdparams")
     with pytest.raises(ValueError, match="ResNet-20"):
         imagenet_weights_path(20)
+
+
+def test_pretrained_reads_weights_then_the_old_pretrained_folder(monkeypatch, tmp_path):
+    """In weights/: the converted file, torchvision's download as is, the port's .h5; then
+    pretrained/resnet{N}.pdparams, where the converter wrote before weights/ existed."""
+    weights, old = tmp_path / "weights", tmp_path / "pretrained"
+    weights.mkdir()
+    old.mkdir()
+    monkeypatch.delenv(torch_weights.PRETRAINED_DIR_ENV, raising=False)
+    monkeypatch.setattr(torch_weights, "WEIGHTS_DIR", str(weights))
+    monkeypatch.setattr(torch_weights, "OLD_PRETRAINED_DIR", str(old))
+    files = {}
+    files[old / "resnet18.pdparams"] = small_resnet_weights(4)
+    paddle.save(files[old / "resnet18.pdparams"], str(old / "resnet18.pdparams"))
+    files[weights / "resnet18-pytorch.h5"] = small_resnet_weights(5)
+    write_port_h5(str(weights / "resnet18-pytorch.h5"), files[weights / "resnet18-pytorch.h5"])
+    os.symlink(os.path.join(DATA, "resnet18_legacy.pth"), weights / "resnet18-f37072fd.pth")
+    files[weights / "resnet18-f37072fd.pth"] = to_paddle_state_dict(load_pth(os.path.join(DATA, "resnet18_legacy.pth")))
+    files[weights / "resnet18.pdparams"] = small_resnet_weights(6)
+    paddle.save(files[weights / "resnet18.pdparams"], str(weights / "resnet18.pdparams"))
+    for path in [weights / "resnet18.pdparams", weights / "resnet18-f37072fd.pth",
+                 weights / "resnet18-pytorch.h5", old / "resnet18.pdparams"]:
+        assert imagenet_weights_path(18) == str(path)
+        loaded = torch_weights.imagenet_init("pretrained", 18)
+        for name in ("conv1.weight", "fc.weight", "layer4.1.bn2._variance"):
+            np.testing.assert_array_equal(loaded[name], files[path][name], err_msg=str(path))
+        os.remove(path)
+    monkeypatch.setenv("MONODEPTH2_PRETRAINED_DIR", str(tmp_path / "elsewhere"))  # replaces both
+    paddle.save(small_resnet_weights(7), str(weights / "resnet18.pdparams"))
+    paddle.save(small_resnet_weights(7), str(old / "resnet18.pdparams"))
+    with pytest.raises(FileNotFoundError, match="none of resnet18.pdparams, resnet18-f37072fd.pth, "
+                                                "resnet18-pytorch.h5 is in .*elsewhere"):
+        load_imagenet_weights(18)
 
 
 def test_missing_imagenet_weights_say_what_to_download(monkeypatch, tmp_path):

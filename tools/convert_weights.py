@@ -9,7 +9,7 @@
         a torchvision ImageNet ResNet (any depth; a .pth, or the published Paddle port's
         HDF5 copy of torchvision's ResNet-18) to the file --weights_init pretrained
         loads. DST is a .pdparams file or a folder (resnet{N}.pdparams inside); by default
-        the pretrained folder (pretrained/ in the project, or $MONODEPTH2_PRETRAINED_DIR).
+        the project's weights/ folder (or $MONODEPTH2_PRETRAINED_DIR).
 """
 import argparse
 import os

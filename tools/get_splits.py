@@ -57,11 +57,24 @@ def source_folder(path):
     raise SystemExit(f"--from: no such folder: {path}")
 
 
+def check_complete(folder, names):
+    """SystemExit naming the files of `names` that `folder` lacks and the ways to get them."""
+    missing = [name for name in names if not os.path.isfile(os.path.join(folder, name))]
+    if not missing:
+        return
+    lacking = sorted({name.split("/")[0] for name in missing if "/" in name})
+    message = (f"--from {folder} lacks {len(missing)} of the {len(names)} split files needed: "
+               f"{', '.join(missing)}. They are in the reference's splits/ folder (a checkout of "
+               f"nianticlabs/monodepth2; the published Paddle port's checkout has no splits/eigen); "
+               f"run without --from to download them")
+    complete = sorted({name.split("/")[0] for name in names if "/" in name} - set(lacking))
+    if complete and "kitti_archives_to_download.txt" not in missing:
+        message += f", or copy only the splits it has: --splits {' '.join(complete)}"
+    raise SystemExit(message)
+
+
 def read_local(folder, name):
-    path = os.path.join(folder, name)
-    if not os.path.isfile(path):
-        raise SystemExit(f"--from: missing split file {path}")
-    with open(path, "rb") as f:
+    with open(os.path.join(folder, name), "rb") as f:
         return f.read()
 
 
@@ -94,6 +107,8 @@ def main(argv=None):
 
     folder = source_folder(args.source) if args.source else None
     names = selected_files(args.splits)
+    if folder:
+        check_complete(folder, names)
     for name in names:
         data = read_local(folder, name) if folder else download(name)
         digest = hashlib.sha256(data).hexdigest()

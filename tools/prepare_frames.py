@@ -20,6 +20,7 @@ Then: python train.py --dataset folder --data_path ROOT --split ROOT
 """
 import argparse
 import glob
+import itertools
 import math
 import os
 import sys
@@ -28,16 +29,19 @@ import warnings
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project, for datasets
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def read_frames(path):
-    """(frames per second or None, iterator of RGB PIL images) of a video or a folder of images."""
+    """(frames per second or None, iterator of (name, RGB PIL image)) of a video or a folder of
+    images; the name is the image's file, or "frame N" of a video."""
     if os.path.isdir(path):
         files = sorted(f for f in glob.glob(os.path.join(path, "*")) if f.lower().endswith(IMAGE_EXTENSIONS))
         if not files:
             raise ValueError("{}: no {} images".format(path, "/".join(IMAGE_EXTENSIONS)))
-        return None, (Image.open(f).convert("RGB") for f in files)
+        return None, ((f, Image.open(f).convert("RGB")) for f in files)
     if not os.path.isfile(path):
         raise FileNotFoundError("{}: no such video or folder".format(path))
     import cv2
@@ -47,11 +51,11 @@ def read_frames(path):
 
     def frames():
         try:
-            while True:
+            for i in itertools.count():
                 ok, frame = capture.read()
                 if not ok:
                     return
-                yield Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                yield "{} frame {}".format(path, i), Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
         finally:
             capture.release()
     return capture.get(cv2.CAP_PROP_FPS) or None, frames()
@@ -70,21 +74,22 @@ def extract(path, folder, step, min_change, keep=None):
     _, frames = read_frames(path)
     os.makedirs(folder, exist_ok=True)
     count, last, size, kept = 0, None, None, []
-    for i, image in enumerate(frames):
+    for i, (name, image) in enumerate(frames):
         if (i % step if keep is None else i not in keep):
             continue
+        if size is not None and image.size != size[1]:  # one sequence, one camera: one size
+            raise ValueError("{} is {}x{}, but {} is {}x{}: the frames of a sequence must have one size".format(
+                name, *image.size, size[0], *size[1]))
         small = thumbnail(image)
         if keep is None and last is not None and np.abs(small - last).mean() < min_change:
             continue
-        if size is not None and image.size != size:
-            raise ValueError("{}: frame {} is {}x{}, the first was {}x{}".format(path, i, *image.size, *size))
-        size = image.size
+        size = size or (name, image.size)
         image.save(os.path.join(folder, "{:010d}.jpg".format(count)), quality=95)
         last, count = small, count + 1
         kept.append(i)
     if count == 0:
         raise ValueError("{}: no frame could be read".format(path))
-    return count, size, kept
+    return count, size[1], kept
 
 
 def split_lines(name, count, frame_ids, val_fraction, sides="l"):
@@ -165,6 +170,14 @@ def main(argv=None):
     if args.intrinsics is not None and len(args.intrinsics) not in (4, 5):
         parser.error("--intrinsics takes FX FY CX CY and optionally BASELINE, got {} numbers".format(
             len(args.intrinsics)))
+    if args.intrinsics is not None:  # refused as training would refuse the file written
+        from datasets.folder_dataset import check_intrinsics
+        try:
+            check_intrinsics(args.intrinsics, "--intrinsics")
+        except ValueError as e:
+            parser.error(str(e))
+    if args.fov is not None and not 0 < args.fov < 180:
+        parser.error("--fov must be between 0 and 180 degrees, got {}".format(args.fov))
     try:
         prepare(args.inputs, args.out, args.fps, args.every, args.min_change, args.intrinsics, args.fov,
                 args.frame_ids, args.val_fraction, args.right)
