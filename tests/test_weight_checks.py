@@ -28,7 +28,7 @@ FAULTS = {  # entry -> (damaged value, what the message says)
     "inf in a running variance": ("layer1.0.bn2._variance", lambda v: np.full_like(v, np.inf),
                                   "holds 64 NaN or infinite values of 64"),
     "missing running mean": ("layer4.1.bn1._mean", None, "lacks 1 of the network's weights"),
-    "text": ("fc.bias", lambda v: "a string", "is a str"),
+    "text": ("fc.bias", lambda v: "a string", r"holds text \(<U8\), not numbers"),
 }
 
 
