@@ -288,7 +288,8 @@ def test_pretrained_reads_weights_then_the_old_pretrained_folder(monkeypatch, tm
     for path in [weights / "resnet18.pdparams", weights / "resnet18-f37072fd.pth",
                  weights / "resnet18-pytorch.h5", old / "resnet18.pdparams"]:
         assert imagenet_weights_path(18) == str(path)
-        loaded = torch_weights.imagenet_init("pretrained", 18)
+        found, loaded = torch_weights.imagenet_init("pretrained", 18)
+        assert found == str(path)
         for name in ("conv1.weight", "fc.weight", "layer4.1.bn2._variance"):
             np.testing.assert_array_equal(loaded[name], files[path][name], err_msg=str(path))
         os.remove(path)

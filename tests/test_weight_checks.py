@@ -56,8 +56,10 @@ def test_weights_init_files_that_do_not_fit_are_refused(tmp_path, ext, fault):
     for stacked in (1, 2):  # the depth encoder and a pose encoder spreading conv1
         with pytest.raises(ValueError, match=message) as err:
             network.ResnetEncoder(18, path, num_input_images=stacked)
-        assert "--weights_init {}: ".format(path) in str(err.value) or path in str(err.value)
-        assert name in str(err.value) or fault == "missing running mean"
+        assert path in str(err.value)
+        if ext == ".h5":  # the HDF5 file's datasets are checked as it is read, under their own names
+            name = name.replace("._variance", ".running_var")
+        assert "'{}'".format(name) in str(err.value)
 
 
 def nan_pth(src, dst):
