@@ -38,7 +38,7 @@ from datasets import Loader, dataset_class, stereo_scale
 from datasets.mono_dataset import MissingFilesError
 from eval_splits import MAX_DEPTH, MIN_DEPTH, SPLITS_DIR, eval_split, garg_crop_mask
 from export_gt_depth import GroundTruth
-from export_model import INFO_SUFFIX
+from export_model import INFO_SUFFIX, read_info
 from layers import compute_depth_errors, disp_to_depth
 from metric_depth import NoGroundError, camera_matrix, ground_scale, sequence_scale
 from network import load_depth_net, weights_record
@@ -48,6 +48,10 @@ from utils import errors_naming, pick_device, progress, readlines
 BENCHMARK_SIZE = (1216, 352)  # width, height of the depth benchmark's submissions
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 BATCH_SIZE = 16
+# Disparity maps are resized to the ground truth's size. Networks see images squeezed to their
+# input size (KITTI's 1242x375 into 640x192; 16:9 footage into 640x192 is 1.9x off), but a map
+# whose aspect ratio is more than this factor off its ground truth's shows another view.
+ASPECT_TOLERANCE = 3
 
 
 def post_process_disparity(disp, flipped_disp):
@@ -101,8 +105,7 @@ def split_stereo_scale(opt, split):
     if opt.ext_disp_to_eval is None and opt.load_weights_folder:
         record = weights_record(weights_folder(opt))
     elif opt.ext_disp_to_eval is None and os.path.isfile(opt.exported + INFO_SUFFIX):
-        with open(opt.exported + INFO_SUFFIX) as f:
-            record = json.load(f)
+        record = read_info(opt.exported)
     return stereo_scale(dict(record, dataset=record.get("dataset") or split.dataset), "--eval_stereo",
                         "use --eval_mono")
 
@@ -268,6 +271,17 @@ def check_count(gt, count):
                          "or --eval_eigen_to_benchmark missing?)".format(gt.path, len(gt), count))
 
 
+def check_aspect(path, disp_shape, gt_shape, index):
+    """ValueError naming `path` and both shapes when a disparity map's aspect ratio is more
+    than ASPECT_TOLERANCE times off its ground truth's: resized to that size, it would be
+    evaluated as a view it does not show (maps transposed, or of other images)."""
+    ratio = (disp_shape[1] / disp_shape[0]) / (gt_shape[1] / gt_shape[0])
+    if not 1 / ASPECT_TOLERANCE <= ratio <= ASPECT_TOLERANCE:
+        raise ValueError("--ext_disp_to_eval {}: its maps are {} x {} (H x W) but ground-truth map {} is {} x {}: "
+                         "maps are resized to their ground truth's size, so they must show the same view (H x W "
+                         "swapped?)".format(path, *disp_shape, index, *gt_shape))
+
+
 def split_intrinsics(opt, split, split_lines, height, width):
     """The 3 x 3 pixel intrinsics of each test image at the predictions' height x width."""
     fixed = getattr(dataset_class(split.dataset), "K", None)  # KITTI's are the same for every image
@@ -319,6 +333,8 @@ def compute_metrics(opt, split, disps, gt, ground_scales=None):
         gt_depth = gt[i]
         if gt_depth.ndim != 2:
             raise ValueError("{}: depth map {} has shape {}, not H x W".format(gt.path, i, gt_depth.shape))
+        if opt.ext_disp_to_eval:
+            check_aspect(opt.ext_disp_to_eval, disp.shape, gt_depth.shape, i)
         pred_depth = 1 / cv2.resize(disp, (gt_depth.shape[1], gt_depth.shape[0]))  # bilinear, as the reference
         if split.crop == "garg":
             mask = (gt_depth > MIN_DEPTH) & (gt_depth < MAX_DEPTH) & garg_crop_mask(gt_depth.shape)

@@ -8,12 +8,14 @@ paddle.jit.save writes); for onnx, PREFIX.onnx (that program converted by paddle
 17, for OpenVINO and ONNX Runtime); for all (the default), both, and removes the files of a
 format not asked for left at PREFIX by an earlier export. Always PREFIX.info.json (input size,
 encoder depth, whether the weights were trained with stereo, and the depth range, frames
-and dataset of training when the weights record them). The model maps a B x 3 x H x W
+and dataset of training when the weights record them; where the weights folder is and the
+SHA-256 of its encoder and depth files, so that an export of other weights is never run). The model maps a B x 3 x H x W
 batch of RGB images in [0, 1] to the B x 1 x H x W sigmoid disparity of scale 0. By default
 H x W is the size the encoder was trained at and PREFIX is DIR/inference/depth. inference.py
 runs it (demo.py and evaluate_depth.py --exported PREFIX).
 """
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
@@ -27,6 +29,7 @@ import paddle
 import network
 
 INFO_SUFFIX = ".info.json"
+FINGERPRINT_FILES = ("encoder.pdparams", "depth.pdparams")  # what the exported network is made of
 ONNX_SUFFIX = ".onnx"
 FORMATS = {"paddle": ("paddle",), "onnx": ("onnx",), "all": ("paddle", "onnx")}
 FORMAT_SUFFIXES = {"paddle": (".json", ".pdiparams"), "onnx": (ONNX_SUFFIX,)}
@@ -98,8 +101,11 @@ def to_onnx(program_prefix, output):
 
 def export(folder, output, height=None, width=None, formats=FORMATS["all"]):
     """Export the network of the weights folder `folder` to the prefix `output` in the
-    `formats` ("paddle", "onnx"); returns the info written beside it."""
+    `formats` ("paddle", "onnx"); returns the info written beside it, which also records where
+    the weights are (relative to the export) and their fingerprint (check_fresh)."""
     net, info = load_net_and_info(folder)
+    info["weights"] = os.path.relpath(os.path.abspath(folder), os.path.dirname(os.path.abspath(output)))
+    info["weights_sha256"] = weights_fingerprint(folder)
     info["height"] = height or info["height"]
     info["width"] = width or info["width"]
     check_size(info["height"], info["width"])
@@ -125,17 +131,75 @@ def default_prefix(folder):
     return os.path.join(folder, "inference", "depth")
 
 
+def weights_fingerprint(folder):
+    """SHA-256 of the contents of the weights files of `folder` that an export is made of.
+    File times cannot tell an export's freshness: cp -p, rsync and unzip keep them."""
+    digest = hashlib.sha256()
+    for name in FINGERPRINT_FILES:
+        with open(os.path.join(folder, name), "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+def exported_from(prefix, info):
+    """The weights folder the export at `prefix` was made from, when its info records it."""
+    if not isinstance(info.get("weights"), str):
+        return None
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(prefix)), info["weights"]))
+
+
+def reexport_command(prefix, info=None):
+    folder = exported_from(prefix, info or {}) or "WEIGHTS_FOLDER"
+    return "python export_model.py --load_weights_folder {} --output {}".format(folder, prefix)
+
+
+def read_info(prefix):
+    """The info file of the export at `prefix`; ValueError naming it, and the command that
+    writes it again, when it is damaged."""
+    path = prefix + INFO_SUFFIX
+    try:
+        with open(path) as f:
+            info = json.load(f)
+        problem = None if isinstance(info, dict) else "not a JSON object"
+    except ValueError as err:  # also bytes that are not UTF-8
+        info, problem = {}, str(err)
+    if not problem and not all(type(info.get(k)) is int and info[k] > 0 for k in ("height", "width")):
+        problem = "no positive integer height and width"
+    if problem:
+        raise ValueError("{} is damaged ({}): export the model again with {}".format(
+            path, problem, reexport_command(prefix)))
+    return info
+
+
+def check_fresh(prefix, info):
+    """ValueError when the weights folder the export at `prefix` was made from (see
+    exported_from) now holds other weights: the export would run the old network."""
+    folder = exported_from(prefix, info)
+    if folder is None or "weights_sha256" not in info or not all(
+            os.path.isfile(os.path.join(folder, name)) for name in FINGERPRINT_FILES):
+        return  # an export older than fingerprints, or moved without its weights
+    if weights_fingerprint(folder) != info["weights_sha256"]:
+        raise ValueError("{} was exported from other weights than those now in {} (their SHA-256 "
+                         "differs): export them again with {}".format(prefix, folder, reexport_command(prefix, info)))
+
+
+def is_fresh(folder, prefix):
+    """Whether the export at `prefix` exists and was made from the weights now in `folder`."""
+    if not all(os.path.isfile(prefix + s) for s in FORMAT_SUFFIXES["paddle"] + (INFO_SUFFIX,)):
+        return False
+    try:
+        return read_info(prefix).get("weights_sha256") == weights_fingerprint(folder)
+    except ValueError:  # a damaged info file: export again
+        return False
+
+
 def export_if_stale(folder):
     """The prefix of the model exported from the weights folder `folder` into
-    folder/inference/depth, exported first when absent or older than the weights (demo.py
+    folder/inference/depth, exported first when absent or made from other weights (demo.py
     and evaluate_depth.py --exported without a path): in every format, or for Paddle
     Inference alone when paddle2onnx is not installed or cannot convert the network."""
     prefix = default_prefix(folder)
-    outputs = [prefix + s for s in FORMAT_SUFFIXES["paddle"] + (INFO_SUFFIX,)]
-    outputs += [prefix + ONNX_SUFFIX] if os.path.isfile(prefix + ONNX_SUFFIX) else []
-    weights = [os.path.join(folder, name + ".pdparams") for name in ("encoder", "depth")]
-    if all(map(os.path.isfile, outputs + weights)) and (
-            min(map(os.path.getmtime, outputs)) >= max(map(os.path.getmtime, weights))):
+    if is_fresh(folder, prefix):
         return prefix
     progress("exporting the network of {} to {}".format(folder, prefix))
     if onnx_installed():

@@ -26,7 +26,7 @@ import os
 import numpy as np
 
 import cpu_threads
-from export_model import INFO_SUFFIX, ONNX_SUFFIX
+from export_model import INFO_SUFFIX, ONNX_SUFFIX, check_fresh, read_info, reexport_command
 
 PADDLE_SUFFIXES = (".json", ".pdmodel")  # PIR programs, and the older format
 CPU_ORDER = ("openvino", "onnxruntime", "paddle")
@@ -37,6 +37,14 @@ PRECISIONS = ("fp32", "bf16")
 
 class BackendUnavailable(ValueError):
     """The backend asked for cannot run here (package, file, device or precision missing)."""
+
+
+class DamagedExport(ValueError):
+    """An exported file a backend cannot load: names it and the command that writes it again."""
+
+    def __init__(self, path, error, info):
+        super().__init__("cannot load {} ({}: {}): the file is damaged; export the model again with {}".format(
+            path, type(error).__name__, " ".join(str(error).split())[:300], reexport_command(model_prefix(path), info)))
 
 
 def model_prefix(path):
@@ -89,7 +97,12 @@ class ExportedDepthNet:
         # (measured with Paddle Inference at 640x192 and 1024x320: 20-40% less time per image
         # than batches of 16)
         self.images_per_run = 1 if device == "cpu" else None
-        self._load(files)
+        try:
+            self._load(files)
+        except (BackendUnavailable, DamagedExport):
+            raise
+        except Exception as err:  # each backend raises its own kinds for a damaged file
+            raise DamagedExport(files if isinstance(files, str) else files[-1], err, info) from None
 
     def __call__(self, images):
         images = np.ascontiguousarray(images, dtype=np.float32)
@@ -114,6 +127,13 @@ class PaddleDepthNet(ExportedDepthNet):
         from paddle import inference
         from paddle.base import core
 
+        program = files[0]
+        if program.endswith(".json"):  # a PIR program: Paddle's own parse error names no file
+            try:
+                with open(program) as f:
+                    json.load(f)
+            except ValueError as err:
+                raise DamagedExport(program, err, self.info) from None
         config = inference.Config(*files)
         config.disable_glog_info()
         if self.device == "gpu":
@@ -225,9 +245,9 @@ def predictor(path, backend="auto", device="cpu", precision="fp32", threads=None
         raise ValueError("device {!r}: choose 'cpu' or 'gpu'".format(device))
     if precision not in PRECISIONS:
         raise ValueError("--precision {}: choose from {}".format(precision, ", ".join(PRECISIONS)))
-    formats, info_file = exported_formats(path)
-    with open(info_file) as f:
-        info = json.load(f)
+    formats, _ = exported_formats(path)
+    info = read_info(model_prefix(path))
+    check_fresh(model_prefix(path), info)
     classes = dict(CLASSES, paddle=PaddleDepthNet if use_onednn else PlainCpuPaddleDepthNet)
     if backend != "auto":
         if backend not in CLASSES:

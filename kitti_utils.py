@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 
+from utils import read_text
+
 
 def read_calib_file(path):
     """Parse a KITTI ``key: value`` calibration file into a dict.
@@ -16,18 +18,17 @@ def read_calib_file(path):
     13:57:47``) stays a string, and blank lines are ignored.
     """
     data = {}
-    with open(path, "r") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            if ":" not in line:
-                raise ValueError(f"{path}, line {number}: expected 'key: value', got {line.strip()!r}")
-            key, value = line.split(":", 1)
-            value = value.strip()
-            try:
-                data[key] = np.array([float(v) for v in value.split()]) if value else value
-            except ValueError:
-                data[key] = value
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        if ":" not in line:
+            raise ValueError(f"{path}, line {number}: expected 'key: value', got {line.strip()!r}")
+        key, value = line.split(":", 1)
+        value = value.strip()
+        try:
+            data[key] = np.array([float(v) for v in value.split()]) if value else value
+        except ValueError:
+            data[key] = value
     return data
 
 
@@ -48,6 +49,10 @@ def load_velodyne_points(filename):
         raise ValueError(f"velodyne file {filename} holds {os.path.getsize(filename)} bytes, not a "
                          "multiple of 16 (4 float32 per point: x, y, z, reflectance): truncated?")
     points = raw.reshape(-1, 4)
+    finite = np.isfinite(points).all(1)
+    if not finite.all():  # random bytes hold NaN and inf; projected, they make a nonsense map
+        raise ValueError(f"velodyne file {filename}: {len(points) - finite.sum()} of its {len(points)} points "
+                         f"hold NaN or infinite values (first: point {int(np.argmin(finite))}): a damaged scan")
     points[:, 3] = 1.0
     return points
 

@@ -26,7 +26,7 @@ import zipfile
 import numpy as np
 
 from safe_pickle import RestrictedUnpickler, rebuild
-from utils import read_weights
+from utils import check_tensor, read_weights
 
 PRETRAINED_DIR_ENV = "MONODEPTH2_PRETRAINED_DIR"
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
@@ -248,14 +248,19 @@ def load_pth(path):
 
 def load_h5(path):
     """{name: np.ndarray} of an HDF5 file holding one dataset per tensor (groups, if any,
-    joined to the name with dots), as the published Paddle port stores torchvision weights."""
+    joined to the name with dots), as the published Paddle port stores torchvision weights.
+    Every dataset must be finite numbers (utils.check_tensor); errors name the file and it."""
     import h5py  # only this format needs it
 
     state_dict = {}
 
     def visit(name, item):
         if isinstance(item, h5py.Dataset):
-            state_dict[name.replace("/", ".")] = np.asarray(item[()])
+            try:
+                value = item[()]
+            except (TypeError, ValueError, OSError) as err:  # types NumPy has no equivalent of
+                raise ValueError(f"cannot read dataset '{name}' of the HDF5 weights {path}: {err}") from None
+            state_dict[name.replace("/", ".")] = check_tensor(value, name, path)
 
     try:
         with h5py.File(path, "r") as f:
@@ -385,12 +390,12 @@ def paddle_imagenet_file(num_layers):
 
 
 def imagenet_init(weights_init, num_layers):
-    """{Paddle name: np.ndarray} of the ResNet-`num_layers` weights an encoder starts from
-    under --weights_init `weights_init`, or None for scratch (also False; True is pretrained)."""
+    """(file, {Paddle name: np.ndarray}) of the ResNet-`num_layers` weights an encoder starts
+    from under --weights_init `weights_init`, or None for scratch (also False; True is pretrained)."""
     if weights_init in (None, False, "scratch"):
         return None
     if weights_init in (True, "pretrained"):
-        return load_imagenet_weights(num_layers)
+        return imagenet_weights_path(num_layers), load_imagenet_weights(num_layers)
     if weights_init == "paddle_pretrained":
         path = paddle_imagenet_file(num_layers)
     else:
@@ -402,7 +407,7 @@ def imagenet_init(weights_init, num_layers):
         raise ValueError(f"--weights_init {path}: {err}") from None
     if found != num_layers:
         raise ValueError(f"--weights_init {path} holds ResNet-{found} weights: pass --num_layers {found}")
-    return state_dict
+    return path, state_dict
 
 
 def load_imagenet_weights(num_layers):

@@ -7,15 +7,27 @@ import tempfile
 
 import numpy as np
 import paddle
+from paddle.base.data_feeder import convert_dtype
 from PIL import Image
 
 from safe_pickle import load_paddle_pickle
 
 
+def read_text(path):
+    """The contents of the text file `path`; a ValueError naming it when its bytes are not
+    text (Python's UnicodeDecodeError names only the byte, and a caller reading several files
+    would be blamed for it)."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError("{} is not a text file (byte {} is not UTF-8): damaged, or another kind of "
+                         "file?".format(path, e.start)) from None
+
+
 def readlines(filename):
     """The lines of a text file, without line endings."""
-    with open(filename, "r") as f:
-        return f.read().splitlines()
+    return read_text(filename).splitlines()
 
 
 def sec_to_hm_str(t):
@@ -168,21 +180,44 @@ def read_weights(path):
     return saved
 
 
-def load_weights(layer, path):
-    """Load a .pdparams file into `layer`, ignoring the extra entries the reference keeps
-    (height, width, use_stereo) and those network.RECORDED lists; a missing file or a shape
-    mismatch is an error naming it."""
-    saved = read_weights(path)
+def check_tensor(value, name, source, shape=None):
+    """`value` as a NumPy array, or a ValueError naming `source` and the entry `name` when it is
+    not an array of numbers, not of `shape` (when given) or holds NaN or infinite values."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiu":
+        kind = {"S": "bytes", "U": "text", "V": "compound records", "b": "booleans"}.get(array.dtype.kind, "strings or other objects")
+        raise ValueError("{}: '{}' holds {} ({}), not numbers: not a weights file of these networks".format(
+            source, name, kind, array.dtype))
+    if shape is not None and tuple(array.shape) != tuple(shape):
+        raise ValueError("{}: '{}' has shape {} but the network expects {}: wrong network or "
+                         "--num_layers?".format(source, name, list(array.shape), list(shape)))
+    bad = array.size - np.count_nonzero(np.isfinite(array))
+    if bad:
+        raise ValueError("{}: '{}' holds {} NaN or infinite values of {}: the training that wrote it "
+                         "diverged, or the file is damaged".format(source, name, bad, array.size))
+    return array
+
+
+def fitting_weights(layer, saved, source):
+    """{name: array} of every entry of `layer`'s state dict (parameters and batch-norm
+    statistics) taken from `saved`, each checked by check_tensor and cast to the layer's dtype.
+    Every load goes through here: Paddle would only warn about a missing or misshapen entry and
+    leave it random, and NaN weights predict a constant. Other entries of `saved` (the
+    reference's height, width, use_stereo; network.RECORDED) are ignored."""
     own = layer.state_dict()
     missing = [k for k in own if k not in saved]
     if missing:
-        raise ValueError("{} lacks {} of the network's weights (e.g. {}): wrong network or "
-                         "--num_layers?".format(path, len(missing), missing[0]))
-    for name, value in own.items():
-        if tuple(np.shape(saved[name])) != tuple(value.shape):
-            raise ValueError("{}: '{}' has shape {} but the network expects {}: wrong network "
-                             "or --num_layers?".format(path, name, list(np.shape(saved[name])), value.shape))
-    layer.set_state_dict({k: saved[k] for k in own})
+        raise ValueError("{} lacks {} of the network's weights (e.g. '{}'): wrong network or "
+                         "--num_layers?".format(source, len(missing), missing[0]))
+    return {name: check_tensor(saved[name], name, source, value.shape).astype(convert_dtype(value.dtype), copy=False)
+            for name, value in own.items()}
+
+
+def load_weights(layer, path):
+    """Load the .pdparams file `path` into `layer`, checked by fitting_weights; returns the
+    file's entries."""
+    saved = read_weights(path)
+    layer.set_state_dict(fitting_weights(layer, saved, path))
     return saved
 
 

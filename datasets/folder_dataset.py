@@ -23,6 +23,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from utils import read_text
+
 from .loader import DataError
 from .mono_dataset import STEREO_BASELINE, MonoDataset
 
@@ -42,8 +44,7 @@ def check_intrinsics(values, source):
 
 def read_intrinsics(path):
     """(fx, fy, cx, cy, baseline or None) from an intrinsics file."""
-    with open(path) as f:
-        text = f.read().split()
+    text = read_text(path).split()
     try:
         values = [float(v) for v in text]
     except ValueError:

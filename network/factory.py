@@ -42,6 +42,11 @@ def encoder_record(path, num_layers=None):
     num_layers inferred for older files. `num_layers`, when given (an explicit
     --num_layers), must be the file's."""
     state = read_weights(path)
+    return state, state_record(state, path, num_layers)
+
+
+def state_record(state, source, num_layers=None):
+    """The record (see encoder_record) of the encoder state dict `state` read from `source`."""
     record = {k: state.get(k) for k in RECORDED}
     record["kind"] = record["kind"] or "resnet"
     if record["num_layers"] is None:
@@ -50,12 +55,12 @@ def encoder_record(path, num_layers=None):
             record["num_layers"] = resnet_depth(plain)
         except ValueError as e:
             if num_layers is None:
-                raise ValueError("{}: {}".format(path, e)) from None
+                raise ValueError("{}: {}".format(source, e)) from None
             record["num_layers"] = num_layers  # load_weights then names the mismatch
     if num_layers is not None and num_layers != record["num_layers"]:
         raise ValueError("{} holds a {}-{} encoder but --num_layers is {}: pass --num_layers {}".format(
-            path, backbone(record["kind"]).title, record["num_layers"], num_layers, record["num_layers"]))
-    return state, record
+            source, backbone(record["kind"]).title, record["num_layers"], num_layers, record["num_layers"]))
+    return record
 
 
 def weights_record(folder, num_layers=None):

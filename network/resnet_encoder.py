@@ -7,6 +7,7 @@ import paddle.nn.functional as F
 
 from layers import init_like_torch
 from torch_weights import imagenet_init
+from utils import fitting_weights
 
 BLOCKS = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]),
           50: ("bottleneck", [3, 4, 6, 3]), 101: ("bottleneck", [3, 4, 23, 3]),
@@ -153,16 +154,15 @@ class ResnetEncoder(nn.Layer):
         if num_layers > 34:
             self.num_ch_enc[1:] *= 4
         self.encoder = ResNet(num_layers, num_input_images)
-        weights = imagenet_init(pretrained, num_layers)
-        if weights is not None:
-            missing = [k for k in self.encoder.state_dict() if k not in weights]
-            if missing:
-                raise ValueError("the --weights_init {} weights lack {} of the ResNet's entries "
-                                 "(e.g. {})".format(pretrained, len(missing), missing[0]))
+        init = imagenet_init(pretrained, num_layers)
+        if init is not None:
+            path, weights = init
             # Stacked images share the ImageNet filters, scaled to keep the activation range.
-            conv1 = np.asarray(weights["conv1.weight"])
-            weights["conv1.weight"] = np.concatenate([conv1] * num_input_images, 1) / num_input_images
-            self.encoder.set_state_dict(weights)
+            conv1 = np.asarray(weights.get("conv1.weight"))
+            if num_input_images > 1 and conv1.ndim == 4 and conv1.shape[1] == 3:
+                weights = dict(weights, **{"conv1.weight": np.concatenate([conv1] * num_input_images, 1)
+                                           / num_input_images})
+            self.encoder.set_state_dict(fitting_weights(self.encoder, weights, "--weights_init " + path))
 
     def forward(self, input_image):
         e = self.encoder

@@ -361,6 +361,12 @@ def test_bad_calibration_fails_at_construction_naming_the_file(tmp_path):
     (tmp_path / "2011_09_26" / "calib_velo_to_cam.txt").write_text("R: 1 0 0 0 1 0 0 0 1\nT: 0 0 0\n")
     with pytest.raises(ValueError, match=r"calib_cam_to_cam.txt has no 'R_rect_00' entry"):
         raw(root, lines_for("l"))
+    calib = tmp_path / "2011_09_26" / "calib_velo_to_cam.txt"
+    calib.write_bytes(np.random.RandomState(0).bytes(400))  # random bytes: no UTF-8 text
+    (tmp_path / "2011_09_26" / "calib_cam_to_cam.txt").write_text(
+        "S_rect_02: 1242 375\nR_rect_00: 1 0 0 0 1 0 0 0 1\nP_rect_02: 1 0 0 0 0 1 0 0 0 0 1 0\n")
+    with pytest.raises(ValueError, match=r"^{} is not a text file \(byte \d+ is not UTF-8\)".format(calib)):
+        raw(root, lines_for("l"))
 
 
 def test_validation_lists_each_folder_once_for_a_large_split(tmp_path, monkeypatch):

@@ -289,6 +289,21 @@ def test_bad_disparity_files(tmp_path, splits):
                          str(tmp_path / "ints.npy")))
 
 
+def test_disparity_maps_of_another_view_than_the_ground_truth_are_refused(tmp_path, splits, capsys):
+    splits("synthetic", [np.full((20, 66), 10, np.float32)] * 2)
+    path = disparities(tmp_path, 0.1, 0.1, shape=(64, 20))  # H and W swapped
+    with pytest.raises(SystemExit):
+        evaluate_depth.main(["--eval_mono", "--eval_split", "synthetic", "--ext_disp_to_eval", path])
+    assert capsys.readouterr().err == (
+        "error: --ext_disp_to_eval {}: its maps are 64 x 20 (H x W) but ground-truth map 0 is 20 x 66: maps are "
+        "resized to their ground truth's size, so they must show the same view (H x W swapped?)\n".format(path))
+    square = disparities(tmp_path, 0.1, 0.1, shape=(20, 20))  # 3.3 times off: another view
+    with pytest.raises(ValueError, match="its maps are 20 x 20"):
+        evaluate(options("--eval_mono", "--eval_split", "synthetic", "--ext_disp_to_eval", square))
+    wide = disparities(tmp_path, 0.1, 0.1, shape=(12, 64))  # 1.6 times off, as 16:9 frames in 640x192
+    assert evaluate(options("--eval_mono", "--eval_split", "synthetic", "--ext_disp_to_eval", wide))
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "exactly one of --eval_mono and --eval_stereo"),
     (["--eval_mono", "--eval_stereo"], "exactly one of --eval_mono and --eval_stereo"),

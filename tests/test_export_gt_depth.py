@@ -148,21 +148,28 @@ def test_a_damaged_file_is_named_with_the_fix(drive, tmp_path, damage):
         [gt[i] for i in range(len(gt))]
 
 
-def test_a_truncated_scan_stops_the_export_and_keeps_the_previous_file(drive, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("damage", ["truncated", "random bytes"])
+def test_a_damaged_scan_stops_the_export_naming_it_and_keeps_the_previous_file(drive, monkeypatch, capsys, damage):
     monkeypatch.setattr(export_gt_depth, "SPLITS_DIR", drive["splits"])
     previous = export_gt_depths(drive["root"], "synthetic", drive["splits"])
     before = open(previous, "rb").read()
     scan = os.path.join(drive["root"], drive["folder"], "velodyne_points", "data", "0000000001.bin")
     whole = open(scan, "rb").read()
+    if damage == "truncated":  # whole points and half a float, which np.fromfile drops
+        data, message = whole[:-14], "{} holds {} bytes, not a multiple of 16".format(scan, len(whole) - 14)
+    else:  # random floats include NaN and inf, which projected would make a nonsense map
+        data, message = np.random.RandomState(0).bytes(len(whole)), "velodyne file {}: ".format(scan)
+        assert not np.isfinite(np.frombuffer(data, np.float32)).all()
     try:
         with open(scan, "wb") as f:
-            f.write(whole[:-14])  # whole points and half a float, which np.fromfile drops
+            f.write(data)
         with pytest.raises(SystemExit) as exit_info:
             export_gt_depth.main(["--data_path", drive["root"], "--split", "synthetic"])
     finally:
         with open(scan, "wb") as f:
             f.write(whole)
     assert exit_info.value.code == 1
-    assert "{} holds {} bytes, not a multiple of 16".format(scan, len(whole) - 14) in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and (damage == "truncated" or "hold NaN or infinite values" in err)
     assert open(previous, "rb").read() == before
     assert sorted(os.listdir(os.path.dirname(previous))) == ["gt_depths.npz", "test_files.txt"]

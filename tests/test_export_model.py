@@ -60,12 +60,15 @@ def test_static_upsample_copies_like_nearest_interpolation():
         np.testing.assert_array_equal(upsample(x).numpy(), expected)
 
 
-def test_export_writes_program_weights_and_info(exported):
+def test_export_writes_program_weights_and_info(exported, weights):
     prefix = exported[(96, 320)]
     for suffix in (".json", ".pdiparams", ".onnx"):
         assert os.path.getsize(prefix + suffix) > 0
     with open(prefix + ".info.json") as f:
-        assert json.load(f) == {"height": 96, "width": 320, "use_stereo": True, "num_layers": 18}
+        info = json.load(f)
+    assert info.pop("weights") == os.path.relpath(weights, os.path.dirname(prefix))
+    assert info.pop("weights_sha256") == export_model.weights_fingerprint(weights)
+    assert info == {"height": 96, "width": 320, "use_stereo": True, "num_layers": 18}
 
 
 def installed_backend(name):
@@ -217,7 +220,7 @@ def test_export_errors_name_the_problem(weights, tmp_path, capsys):
     assert not os.path.exists(no_decoder / "inference")
 
 
-def test_export_if_stale_exports_once_and_again_after_new_weights(weights, tmp_path):
+def test_an_export_is_tied_to_the_weights_contents_not_their_times(weights, tmp_path):
     folder = tmp_path / "weights"
     shutil.copytree(weights, folder)
     prefix = export_model.export_if_stale(str(folder))
@@ -225,10 +228,48 @@ def test_export_if_stale_exports_once_and_again_after_new_weights(weights, tmp_p
     assert {"depth.json", "depth.pdiparams", "depth.onnx", "depth.info.json"} == set(os.listdir(folder / "inference"))
     stamp = os.path.getmtime(prefix + ".onnx")
     assert export_model.export_if_stale(str(folder)) == prefix
+    os.utime(folder / "depth.pdparams", (stamp + 10, stamp + 10))  # touched, same contents
+    assert export_model.export_if_stale(str(folder)) == prefix
     assert os.path.getmtime(prefix + ".onnx") == stamp  # up to date: left alone
-    os.utime(folder / "depth.pdparams", (stamp + 10, stamp + 10))  # newer weights
-    export_model.export_if_stale(str(folder))
+    # other weights copied with their (older) times kept, as cp -p, rsync and unzip do
+    other = make_weights_folder(tmp_path / "other", seed=1)
+    for name in ("encoder.pdparams", "depth.pdparams"):
+        os.utime(os.path.join(other, name), (stamp - 1000, stamp - 1000))
+        shutil.copy2(os.path.join(other, name), folder / name)
+    with pytest.raises(ValueError) as err:  # the export named explicitly: refused
+        predictor(prefix, "paddle")
+    assert str(err.value) == (
+        "{} was exported from other weights than those now in {} (their SHA-256 differs): export them "
+        "again with python export_model.py --load_weights_folder {} --output {}".format(prefix, folder, folder, prefix))
+    export_model.export_if_stale(str(folder))  # without a path: exported again
     assert os.path.getmtime(prefix + ".onnx") > stamp
+    images = np.random.RandomState(0).rand(1, 3, 64, 192).astype(np.float32)
+    np.testing.assert_allclose(predictor(prefix, "paddle")(images),
+                               eager_disparity(load_net_and_info(other)[0], images), atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix, damage", [(".onnx", "truncate"), (".onnx", "random"), (".pdiparams", "truncate"),
+                                            (".json", "truncate"), (".info.json", "random"),
+                                            (".info.json", "no size")])
+def test_damaged_exported_files_are_named_with_the_command_that_exports_again(exported, weights, suffix, damage):
+    source = exported[(64, 192)]
+    prefix = source + "_damaged"
+    for s in (".json", ".pdiparams", ".onnx", ".info.json"):
+        shutil.copy(source + s, prefix + s)
+    with open(prefix + suffix, "rb") as f:
+        data = f.read()
+    data = {"truncate": data[:len(data) // 2], "random": np.random.RandomState(0).bytes(len(data)),
+            "no size": b'{"num_layers": 18}'}[damage]
+    with open(prefix + suffix, "wb") as f:
+        f.write(data)
+    backends = ["paddle"] if suffix != ".onnx" else [b for b in ("openvino", "onnxruntime") if inference.installed(b)]
+    for backend in backends:
+        with pytest.raises(ValueError) as err:
+            predictor(prefix, backend)
+        message = str(err.value)
+        assert (prefix + suffix) in message and "Traceback" not in message
+        folder = weights if suffix != ".info.json" else "WEIGHTS_FOLDER"
+        assert message.endswith("python export_model.py --load_weights_folder {} --output {}".format(folder, prefix))
 
 
 def test_without_paddle2onnx_export_if_stale_exports_for_paddle_inference(weights, tmp_path, monkeypatch, capsys):

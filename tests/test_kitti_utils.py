@@ -176,3 +176,12 @@ def test_generate_depth_map_matches_literal_rules_on_random_scans(tmp_path):
         scan = write_scan(tmp_path / f"{trial}.bin", points)
         expected = reference_semantics(np.asarray(points, np.float32), t)
         np.testing.assert_allclose(generate_depth_map(calib, scan), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_a_scan_with_non_finite_values_is_refused(tmp_path):
+    points = np.ones((5, 4), np.float32)
+    points[3, 1] = np.inf
+    points[4, 3] = np.nan  # the reflectance too: the file is damaged
+    points.tofile(tmp_path / "scan.bin")
+    with pytest.raises(ValueError, match=r"scan.bin: 2 of its 5 points hold NaN or infinite values \(first: point 3\)"):
+        load_velodyne_points(str(tmp_path / "scan.bin"))

@@ -288,7 +288,8 @@ def test_pretrained_reads_weights_then_the_old_pretrained_folder(monkeypatch, tm
     for path in [weights / "resnet18.pdparams", weights / "resnet18-f37072fd.pth",
                  weights / "resnet18-pytorch.h5", old / "resnet18.pdparams"]:
         assert imagenet_weights_path(18) == str(path)
-        loaded = torch_weights.imagenet_init("pretrained", 18)
+        found, loaded = torch_weights.imagenet_init("pretrained", 18)
+        assert found == str(path)
         for name in ("conv1.weight", "fc.weight", "layer4.1.bn2._variance"):
             np.testing.assert_array_equal(loaded[name], files[path][name], err_msg=str(path))
         os.remove(path)
@@ -368,11 +369,13 @@ def test_weights_init_finds_pdparams_pth_and_h5_with_or_without_extension(tmp_pa
     paddle.save(weights, str(tmp_path / "b.pdparams"))
     for stem in ("a", "b"):
         for given in (stem, stem + (".h5" if stem == "a" else ".pdparams")):
-            state = torch_weights.imagenet_init(str(tmp_path / given), 18)
+            path, state = torch_weights.imagenet_init(str(tmp_path / given), 18)
+            assert path == str(tmp_path / (stem + (".h5" if stem == "a" else ".pdparams")))
             np.testing.assert_array_equal(state["layer4.1.bn2._variance"], weights["layer4.1.bn2._variance"])
             np.testing.assert_array_equal(state["fc.weight"], weights["fc.weight"])
     legacy = os.path.join(DATA, "resnet18_legacy.pth")
-    from_pth = torch_weights.imagenet_init(legacy[:-len(".pth")], 18)
+    path, from_pth = torch_weights.imagenet_init(legacy[:-len(".pth")], 18)
+    assert path == legacy
     assert from_pth["fc.weight"].shape == (512, 1000) and "bn1._mean" in from_pth
     assert torch_weights.imagenet_init("scratch", 18) is None and torch_weights.imagenet_init(False, 18) is None
 
@@ -422,3 +425,29 @@ def test_paddle_pretrained_comes_from_paddle_vision_cache_or_says_where_to_put_i
     np.testing.assert_allclose(encoder.encoder.conv1.weight.numpy(), np.concatenate([conv1, conv1], 1) / 2)
     np.testing.assert_array_equal(encoder.encoder.layer3[0].downsample[0].weight.numpy(),
                                   vision.layer3[0].downsample[0].weight.numpy())
+
+
+@pytest.mark.parametrize("dataset, data, holds", [
+    ("conv1.weight", "text", r"bytes \(\|S4\)"),
+    ("fc.bias", ["a", "bc"], r"strings or other objects \(object\)"),  # variable-length strings
+    ("bn1.bias", np.zeros(4, [("a", "f4"), ("b", "i4")]), r"compound records \(.*\)"),
+    ("meta/note", "made by hand", r"bytes \(.*\)"),  # not an entry of the network: still no weights file
+    ("meta/nothing", "empty", r"strings or other objects \(.*\)"),
+])
+def test_h5_string_and_compound_datasets_are_named(tmp_path, dataset, data, holds):
+    import h5py
+    path = str(tmp_path / "resnet18-pytorch.h5")
+    write_port_h5(path, small_resnet_weights(0))
+    with h5py.File(path, "a") as f:
+        if dataset in f:
+            del f[dataset]
+        if isinstance(data, list):
+            data = np.array([s.encode() for s in data], dtype=h5py.string_dtype())
+        elif isinstance(data, str) and data == "empty":
+            data = h5py.Empty("f4")
+        f.create_dataset(dataset, data=data)
+    message = "{}: '{}' holds {}, not numbers".format(path, dataset, holds)
+    with pytest.raises(ValueError, match=message.replace(".h5", r"\.h5")):
+        torch_weights.imagenet_init(path, 18)
+    with pytest.raises(ValueError, match=message.replace(".h5", r"\.h5")):
+        torch_weights.load_torch_names(path)  # what tools/convert_weights.py reads

@@ -17,8 +17,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cpu_threads  # noqa: E402,F401  (before paddle: its threads, and no import warnings)
+import numpy as np  # noqa: E402
+
+import network  # noqa: E402
 from torch_weights import load_pth, load_torch_names, pretrained_dir, resnet_depth, to_paddle_state_dict  # noqa: E402
-from utils import save_atomic  # noqa: E402
+from utils import check_tensor, fitting_weights, save_atomic  # noqa: E402
 
 NETWORKS = ("encoder", "depth", "pose_encoder", "pose", "predictive_mask")
 
@@ -32,14 +35,33 @@ def convert_folder(src, dst):
         raise ValueError("{} holds none of {}".format(src, ", ".join(n + ".pth" for n in NETWORKS)))
     if os.path.exists(dst) and not os.path.isdir(dst):
         raise ValueError("destination {} exists and is not a folder".format(dst))
+    converted = {name: to_paddle_state_dict(load_pth(os.path.join(src, name + ".pth"))) for name in found}
+    check_folder(converted, src)
     os.makedirs(dst, exist_ok=True)
-    for name in found:
-        state_dict = to_paddle_state_dict(load_pth(os.path.join(src, name + ".pth")))
+    for name, state_dict in converted.items():
         target = os.path.join(dst, name + ".pdparams")
         save_atomic(state_dict, target)
         print("wrote {} ({} entries)".format(target, len(state_dict)))
     if os.path.isfile(os.path.join(src, "adam.pth")):
         print("skipped adam.pth: optimiser state does not transfer to Paddle's Adam")
+
+
+def check_folder(converted, src):
+    """Before anything is written: every tensor of the converted files ({network: state dict})
+    holds finite numbers, and the encoder and depth decoder fit the networks that prediction
+    builds from them (utils.fitting_weights, as every load checks)."""
+    for name, state_dict in converted.items():
+        for key, value in state_dict.items():
+            if isinstance(value, np.ndarray):
+                check_tensor(value, key, os.path.join(src, name + ".pth"))
+    if "encoder" not in converted:
+        return
+    path = os.path.join(src, "encoder.pth")
+    record = network.state_record(converted["encoder"], path)
+    net = network.DepthNet(record["num_layers"], record["kind"])
+    fitting_weights(net.encoder, converted["encoder"], path)
+    if "depth" in converted:
+        fitting_weights(net.decoder, converted["depth"], os.path.join(src, "depth.pth"))
 
 
 def convert_resnet(src, dst):
@@ -53,6 +75,8 @@ def convert_resnet(src, dst):
         raise ValueError("{} is neither a torchvision ResNet (no conv1.weight and fc.weight) "
                          "nor a weights folder".format(src))
     depth = resnet_depth(state_dict)
+    converted = to_paddle_state_dict(state_dict)
+    fitting_weights(network.build_encoder("resnet", depth).encoder, converted, src)
     dst = pretrained_dir() if dst is None else dst
     if not dst.endswith(".pdparams"):
         if os.path.exists(dst) and not os.path.isdir(dst):
@@ -61,7 +85,7 @@ def convert_resnet(src, dst):
         dst = os.path.join(dst, "resnet{}.pdparams".format(depth))
     elif not os.path.isdir(os.path.dirname(os.path.abspath(dst))):
         raise ValueError("the folder of {} does not exist".format(dst))
-    save_atomic(to_paddle_state_dict(state_dict), dst)
+    save_atomic(converted, dst)
     print("wrote {} (ImageNet ResNet-{})".format(dst, depth))
 
 
