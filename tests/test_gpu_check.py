@@ -32,7 +32,7 @@ def test_every_check_runs_on_the_cpu(tmp_path, capsys):
     # the same step on the same device gives the same loss and gradients exactly
     assert out.count("relative L2 0.0e+00") == 4 and "relative 0.0e+00" in out
     assert "all checks passed" in out
-    assert os.path.isfile(tmp_path / "logs" / "fp32" / "models" / "gpu_check" / "inference" / "depth.json")
+    assert os.path.isfile(tmp_path / "logs" / "amp" / "models" / "gpu_check" / "inference" / "depth.json")
 
 
 def test_a_step_on_changed_weights_is_caught():
@@ -47,6 +47,8 @@ def test_a_step_on_changed_weights_is_caught():
     batch = {}
     for f in (0, -1, 1):
         batch[("color", f, 0)] = batch[("color_aug", f, 0)] = rng.rand(1, 3, 64, 192).astype(np.float32)
+    for s in opt.scales[1:]:
+        batch[("color", 0, s)] = rng.rand(1, 3, 64 // 2 ** s, 192 // 2 ** s).astype(np.float32)
     K = np.array([[[0.58 * 192, 0, 0.5 * 192, 0], [0, 1.92 * 64, 0.5 * 64, 0], [0, 0, 1, 0], [0, 0, 0, 1]]], np.float32)
     batch[("K", 0)], batch[("inv_K", 0)] = K, np.linalg.inv(K).astype(np.float32)
     loss, grads, choices = gpu_check.one_step(opt, state, batch, "cpu")
