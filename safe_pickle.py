@@ -9,7 +9,10 @@ torch_weights.py with their own list of globals.
 import pickle
 
 import numpy as np
-from numpy._core import multiarray
+try:
+    from numpy._core import multiarray  # NumPy 2
+except ImportError:  # NumPy 1.x names it numpy.core
+    from numpy.core import multiarray
 from paddle.framework.io_utils import _pack_loaded_dict  # joins parameters saved in slices
 
 

@@ -218,14 +218,7 @@ class Trainer:
                 raise SystemExit("the loss is not finite at epoch {}, batch {} (step {}); {}; {}".format(
                     self.epoch, batch_idx, self.step, "the weights have diverged: " + problem if problem else
                     "the weights are still finite", last_checkpoint(self.models_dir)))
-            self.optimizer.clear_grad()
-            if self.scaler:
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                self.optimizer.step()
+            self.optimize(loss)
             duration = time.time() - before_op_time
 
             early_phase = batch_idx % self.opt.log_frequency == 0 and self.step < 2000
@@ -243,6 +236,17 @@ class Trainer:
             self.step += 1
             if time.time() - self.last_save > 60 * self.opt.checkpoint_minutes:
                 self.save_last(self.epoch, batch_idx + 1)
+
+    def optimize(self, loss):
+        """Backpropagate `loss` and update the weights (with loss scaling under --amp on a GPU)."""
+        self.optimizer.clear_grad()
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
 
     def set_train(self):
         """Training mode, or with --freeze_bn eval mode (as the published port fine-tunes):
