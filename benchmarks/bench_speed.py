@@ -77,6 +77,8 @@ def parse_args(argv=None):
     parser.add_argument("--ref", default=os.path.join(ROOT, "..", "ref"), help="reference checkout")
     parser.add_argument("--ref_python", default=os.path.join(ROOT, "..", "refvenv", "bin", "python"),
                         help="a Python with torch and torchvision")
+    parser.add_argument("--infer_batches", type=int_at_least(1), nargs="+",
+                        help="inference batch sizes (default 1 16, --quick 1 2; 1 alone on a busy machine)")
     parser.add_argument("--rounds", type=int_at_least(1), default=1,
                         help="run every section this many times, ours and the reference's in turn, and "
                         "pool the repeats: both sides then share the machine's slow and fast spells")
@@ -619,7 +621,8 @@ def print_table(result):
 
 
 def main(args):
-    preset = QUICK if args.quick else FULL
+    preset = dict(QUICK if args.quick else FULL)
+    preset["infer_batches"] = args.infer_batches or preset["infer_batches"]
     paddle.set_device("cpu")
     load = os.getloadavg()[0]
     if load > BUSY_LOAD:
