@@ -561,8 +561,9 @@ def parse_args(argv=None):
                         "PREFIX, the weights' network exported into WEIGHTS/inference/depth on first use")
     parser.add_argument("--backend", choices=["auto", "openvino", "onnxruntime", "paddle"],
                         help="with --exported: the backend (default auto: the fastest installed)")
-    parser.add_argument("--precision", choices=["fp32", "bf16"],
-                        help="with --exported: fp32 (default) or bf16 (CPUs with bfloat16 instructions)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "int8"],
+                        help="with --exported: fp32 (default), bf16 (CPUs with bfloat16 instructions) or "
+                        "int8 (OpenVINO, a model exported with export_model.py --precision int8)")
     parser.add_argument("--ext", default="jpg", help="extension of the images in a folder")
     parser.add_argument("--no_cuda", action="store_true", help="run on the CPU even if there is a GPU")
     parser.add_argument("--pred_metric_depth", action="store_true",

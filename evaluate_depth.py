@@ -2,7 +2,7 @@
 
     python evaluate_depth.py --load_weights_folder DIR --eval_mono|--eval_stereo|--camera_height METRES
                              [--eval_split eigen|FOLDER] [--data_path KITTI_RAW] [--post_process]
-                             [--exported [PREFIX] [--backend B] [--precision fp32|bf16]]
+                             [--exported [PREFIX] [--backend B] [--precision fp32|bf16|int8]]
 
 --exported runs the network exported by export_model.py (without PREFIX: exported into
 DIR/inference/depth on first use) through inference.py, the fastest way on a CPU; in fp32

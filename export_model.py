@@ -1,7 +1,7 @@
 """Export the depth network of a weights folder for Paddle Inference and as ONNX.
 
     python export_model.py --load_weights_folder DIR [--output PREFIX] [--height H --width W]
-                           [--format paddle|onnx|all]
+                           [--format paddle|onnx|all] [--precision int8 --calibration IMAGES]
 
 writes, for --format paddle, PREFIX.json and PREFIX.pdiparams (the program and weights
 paddle.jit.save writes); for onnx, PREFIX.onnx (that program converted by paddle2onnx, opset
@@ -9,7 +9,9 @@ paddle.jit.save writes); for onnx, PREFIX.onnx (that program converted by paddle
 format not asked for left at PREFIX by an earlier export. Always PREFIX.info.json (input size,
 encoder depth, whether the weights were trained with stereo, and the depth range, frames
 and dataset of training when the weights record them; where the weights folder is and the
-SHA-256 of its encoder and depth files, so that an export of other weights is never run). The model maps a B x 3 x H x W
+SHA-256 of its encoder and depth files, so that an export of other weights is never run).
+--precision int8 adds PREFIX.int8.xml and .bin, an OpenVINO model quantized to int8 by NNCF
+on up to --calibration_size images of the folder --calibration (quantize.py). The model maps a B x 3 x H x W
 batch of RGB images in [0, 1] to the B x 1 x H x W sigmoid disparity of scale 0. By default
 H x W is the size the encoder was trained at and PREFIX is DIR/inference/depth. inference.py
 runs it (demo.py and evaluate_depth.py --exported PREFIX).
@@ -27,12 +29,14 @@ import cpu_threads  # noqa: F401  (before paddle: sets its CPU thread count)
 import paddle
 
 import network
+import quantize
 
 INFO_SUFFIX = ".info.json"
 FINGERPRINT_FILES = ("encoder.pdparams", "depth.pdparams")  # what the exported network is made of
 ONNX_SUFFIX = ".onnx"
 FORMATS = {"paddle": ("paddle",), "onnx": ("onnx",), "all": ("paddle", "onnx")}
-FORMAT_SUFFIXES = {"paddle": (".json", ".pdiparams"), "onnx": (ONNX_SUFFIX,)}
+FORMAT_SUFFIXES = {"paddle": (".json", ".pdiparams"), "onnx": (ONNX_SUFFIX,),
+                   "int8": (quantize.INT8_SUFFIX, quantize.INT8_SUFFIX[:-4] + ".bin")}
 # paddle2onnx 2.1 converts this network at opsets 13 and 17; at 11 its constant folding fails
 ONNX_OPSET = 17
 # what the weights record that prediction needs, written to the info file when known
@@ -99,16 +103,24 @@ def to_onnx(program_prefix, output):
     os.replace(partial, output)
 
 
-def export(folder, output, height=None, width=None, formats=FORMATS["all"]):
+def export(folder, output, height=None, width=None, formats=FORMATS["all"], calibration=None,
+           calibration_size=32):
     """Export the network of the weights folder `folder` to the prefix `output` in the
-    `formats` ("paddle", "onnx"); returns the info written beside it, which also records where
-    the weights are (relative to the export) and their fingerprint (check_fresh)."""
+    `formats` ("paddle", "onnx"), and quantized to int8 on images of the folder `calibration`
+    when given; returns the info written beside it, which also records where the weights are
+    (relative to the export) and their fingerprint (check_fresh)."""
     net, info = load_net_and_info(folder)
     info["weights"] = os.path.relpath(os.path.abspath(folder), os.path.dirname(os.path.abspath(output)))
     info["weights_sha256"] = weights_fingerprint(folder)
     info["height"] = height or info["height"]
     info["width"] = width or info["width"]
     check_size(info["height"], info["width"])
+    if calibration:
+        if "onnx" not in formats:
+            raise ValueError("--precision int8 quantizes the ONNX export: use --format onnx or all")
+        images = quantize.calibration_images(calibration, info["height"], info["width"], calibration_size,
+                                             info.get("resize", "lanczos"))
+        formats = formats + ("int8",)
     spec = [paddle.static.InputSpec([None, 3, info["height"], info["width"]], "float32", "images")]
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     for stale in (output + s for f in FORMAT_SUFFIXES if f not in formats for s in FORMAT_SUFFIXES[f]):
@@ -121,6 +133,9 @@ def export(folder, output, height=None, width=None, formats=FORMATS["all"]):
         paddle.jit.save(paddle.jit.to_static(net, input_spec=spec, full_graph=True), program)
         if "onnx" in formats:
             to_onnx(program, output + ONNX_SUFFIX)
+        if "int8" in formats:
+            progress("quantizing to int8 with NNCF on {} images of {}".format(len(images), calibration))
+            quantize.quantize(output + ONNX_SUFFIX, output + quantize.INT8_SUFFIX, images)
         progress("exported in {:.1f} s".format(time.time() - start))
     with open(output + INFO_SUFFIX, "w") as f:
         json.dump(info, f, indent=2)
@@ -226,15 +241,27 @@ def main(argv=None):
     parser.add_argument("--format", choices=list(FORMATS), default="all",
                         help="paddle: Paddle Inference files; onnx: an ONNX file (OpenVINO, ONNX "
                         "Runtime); all: both")
+    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                        help="int8: also an OpenVINO model quantized to int8 (PREFIX.int8.xml), "
+                        "calibrated on the images of --calibration")
+    parser.add_argument("--calibration", help="with --precision int8: a folder of the images the "
+                        "network will see (JPEG/PNG, searched recursively)")
+    parser.add_argument("--calibration_size", type=int, default=32,
+                        help="with --precision int8: calibrate on this many images of the folder")
     args = parser.parse_args(argv)
+    if (args.precision == "int8") != bool(args.calibration):
+        parser.error("--precision int8 needs --calibration FOLDER, and --calibration needs --precision int8")
+    if args.calibration_size < 1:
+        parser.error("--calibration_size {}: must be at least 1".format(args.calibration_size))
     output = args.output or default_prefix(args.load_weights_folder)
     paddle.set_device("cpu")
     try:
-        info = export(args.load_weights_folder, output, args.height, args.width, FORMATS[args.format])
+        info = export(args.load_weights_folder, output, args.height, args.width, FORMATS[args.format],
+                      args.calibration, args.calibration_size)
     except (OSError, ValueError, RuntimeError) as err:  # Paddle's own failures are RuntimeErrors
         parser.exit(1, "error: {}\n".format(err))
     print("exported ResNet-{num_layers} depth network for {height}x{width} inputs to".format(**info),
-          output + ".*", "({})".format(args.format))
+          output + ".*", "({}{})".format(args.format, ", int8" if args.calibration else ""))
 
 
 if __name__ == "__main__":

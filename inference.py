@@ -16,7 +16,8 @@ Inference (oneDNN) runs PREFIX.json and PREFIX.pdiparams. On a GPU, "auto" tries
 Inference, then ONNX Runtime's CUDA provider. A backend whose package is not installed, or
 whose file was not exported, is skipped. precision="bf16" (OpenVINO or Paddle Inference, on
 CPUs with bfloat16 instructions) computes in bfloat16: 2-3x faster here, disparities
-about 2e-4 off. `depth_net.info` holds what export_model.py recorded: height, width (the only
+about 2e-4 off. precision="int8" (OpenVINO) runs the PREFIX.int8.xml model that
+export_model.py --precision int8 quantizes (quantize.py). `depth_net.info` holds what export_model.py recorded: height, width (the only
 input size the model takes), num_layers and use_stereo; `depth_net.backend` the backend used.
 """
 import importlib
@@ -27,12 +28,13 @@ import numpy as np
 
 import cpu_threads
 from export_model import INFO_SUFFIX, ONNX_SUFFIX, check_fresh, read_info, reexport_command
+from quantize import INT8_SUFFIX
 
 PADDLE_SUFFIXES = (".json", ".pdmodel")  # PIR programs, and the older format
 CPU_ORDER = ("openvino", "onnxruntime", "paddle")
 GPU_ORDER = ("paddle", "onnxruntime")
 BACKENDS = CPU_ORDER
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 
 
 class BackendUnavailable(ValueError):
@@ -49,14 +51,14 @@ class DamagedExport(ValueError):
 
 def model_prefix(path):
     """The prefix export_model.py wrote, from the prefix itself or one of its files."""
-    for suffix in PADDLE_SUFFIXES + (".pdiparams", ONNX_SUFFIX, INFO_SUFFIX):
+    for suffix in (INT8_SUFFIX,) + PADDLE_SUFFIXES + (".pdiparams", ONNX_SUFFIX, INFO_SUFFIX):
         if path.endswith(suffix) and os.path.isfile(path):
             return path[:-len(suffix)]
     return path
 
 
 def exported_formats(path):
-    """{"paddle": (program, weights), "onnx": file} for the formats exported at `path` (a
+    """{"paddle": (program, weights), "onnx": file, "int8": file} for the formats exported at `path` (a
     prefix or one of its files), and the info file; FileNotFoundError when there is none."""
     prefix = model_prefix(path)
     formats = {}
@@ -65,6 +67,8 @@ def exported_formats(path):
         formats["paddle"] = (programs[0], prefix + ".pdiparams")
     if os.path.isfile(prefix + ONNX_SUFFIX):
         formats["onnx"] = prefix + ONNX_SUFFIX
+    if os.path.isfile(prefix + INT8_SUFFIX):
+        formats["int8"] = prefix + INT8_SUFFIX
     info = prefix + INFO_SUFFIX
     if not formats or not os.path.isfile(info):
         missing = info if formats else "{0}.json and .pdiparams, or {0}.onnx,".format(prefix)
@@ -88,6 +92,11 @@ class ExportedDepthNet:
 
     backend = None
     file_format = None
+
+    @classmethod
+    def format_for(cls, precision):
+        """The exported format this backend reads to run in `precision`."""
+        return cls.file_format
 
     def __init__(self, files, info, device, precision, threads):
         self.info = info
@@ -127,6 +136,8 @@ class PaddleDepthNet(ExportedDepthNet):
         from paddle import inference
         from paddle.base import core
 
+        if self.precision == "int8":
+            raise BackendUnavailable("--precision int8: the int8 model runs on OpenVINO only")
         program = files[0]
         if program.endswith(".json"):  # a PIR program: Paddle's own parse error names no file
             try:
@@ -193,11 +204,17 @@ class OnnxRuntimeDepthNet(ExportedDepthNet):
 
 
 class OpenVinoDepthNet(ExportedDepthNet):
-    """OpenVINO on the PREFIX.onnx file (it cannot read PIR programs), compiled for one image."""
+    """OpenVINO on the PREFIX.onnx file (it cannot read PIR programs), or PREFIX.int8.xml in
+    int8, compiled for one image."""
 
     backend, file_format = "openvino", "onnx"
-    # OpenVINO's own default on CPUs with AVX-512 BF16 is bf16: float32 has to be asked for
-    PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
+    # OpenVINO's own default on CPUs with AVX-512 BF16 is bf16: float32 has to be asked for;
+    # in the int8 model what is not quantized runs in float32
+    PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
+    @classmethod
+    def format_for(cls, precision):
+        return "int8" if precision == "int8" else cls.file_format
 
     def _load(self, path):
         import openvino
@@ -221,6 +238,8 @@ class OpenVinoDepthNet(ExportedDepthNet):
         return self._request.infer([images])[0].copy()
 
 
+EXPORT_FLAGS = {"paddle": "--format paddle", "onnx": "--format onnx",
+                "int8": "--precision int8 --calibration IMAGES"}
 CLASSES = {"paddle": PaddleDepthNet, "onnxruntime": OnnxRuntimeDepthNet, "openvino": OpenVinoDepthNet}
 
 
@@ -239,7 +258,7 @@ def predictor(path, backend="auto", device="cpu", precision="fp32", threads=None
     """A callable mapping a float32 B x 3 x H x W batch in [0, 1] (NumPy) to its B x 1 x H x W
     disparity, from the model export_model.py wrote at `path`. backend: "auto" (the fastest
     available that supports `precision`), "openvino", "onnxruntime" or "paddle"; device: "cpu"
-    or "gpu"; precision: "fp32" or "bf16"; threads defaults to OMP_NUM_THREADS (cpu_threads.py
+    or "gpu"; precision: "fp32", "bf16" or "int8"; threads defaults to OMP_NUM_THREADS (cpu_threads.py
     sets it to the available cores); use_onednn=False runs Paddle Inference's plain kernels."""
     if device not in ("cpu", "gpu"):
         raise ValueError("device {!r}: choose 'cpu' or 'gpu'".format(device))
@@ -256,22 +275,24 @@ def predictor(path, backend="auto", device="cpu", precision="fp32", threads=None
             raise BackendUnavailable("--backend {}: the {} package is not installed (pip install -r "
                                      "requirements.txt)".format(backend, backend))
         cls = classes[backend]
-        if cls.file_format not in formats:
+        file_format = cls.format_for(precision)
+        if file_format not in formats:
             raise BackendUnavailable("--backend {} reads the {} export, which {} lacks (python "
-                                     "export_model.py --format {})".format(
-                                         backend, cls.file_format, model_prefix(path), cls.file_format))
-        return cls(formats[cls.file_format], info, device, precision, threads)
+                                     "export_model.py {})".format(
+                                         backend, file_format, model_prefix(path), EXPORT_FLAGS[file_format]))
+        return cls(formats[file_format], info, device, precision, threads)
     reasons = []
     for name in backend_order(device):
         cls = classes[name]
         if not installed(name):
             reasons.append("{}: not installed".format(name))
             continue
-        if cls.file_format not in formats:
-            reasons.append("{}: no {} export".format(name, cls.file_format))
+        file_format = cls.format_for(precision)
+        if file_format not in formats:
+            reasons.append("{}: no {} export".format(name, file_format))
             continue
         try:
-            return cls(formats[cls.file_format], info, device, precision, threads)
+            return cls(formats[file_format], info, device, precision, threads)
         except BackendUnavailable as err:
             reasons.append("{}: {}".format(name, err))
     raise BackendUnavailable("no backend can run {} on the {} in {} ({})".format(

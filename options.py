@@ -147,8 +147,9 @@ class MonodepthOptions:
                  "weights), run by inference.py: the fastest choice on a CPU")
         add("--backend", choices=["auto", "openvino", "onnxruntime", "paddle"],
             help="with --exported: the backend that runs it (default auto: the fastest installed)")
-        add("--precision", choices=["fp32", "bf16"],
-            help="with --exported: fp32 (default) or bf16 (CPUs with bfloat16 instructions)")
+        add("--precision", choices=["fp32", "bf16", "int8"],
+            help="with --exported: fp32 (default), bf16 (CPUs with bfloat16 instructions) or int8 "
+                 "(OpenVINO, a model exported with export_model.py --precision int8)")
 
     def parse(self, args=None):
         """Parse and check the options; inconsistent ones stop here with a usage error."""

@@ -9,13 +9,14 @@
 - inference: latency per image of the depth network (ResNet-18 encoder and decoder) at
   640x192 and 1024x320, batch 1 and 16: eager, and exported by export_model.export() and
   run by inference.predictor() with every installed backend (OpenVINO, ONNX Runtime, Paddle
-  Inference with oneDNN) in fp32, and in bf16 where the backend and the CPU have it; the
+  Inference with oneDNN) in fp32, in bf16 where the backend and the CPU have it, and in int8
+  (OpenVINO, quantized by NNCF on 8 of the drive's images, when nncf is installed); the
   predictors' creation times are reported. The reference's decoder outputs all four scales,
   as its test_simple.py and evaluate_depth.py build it; ours outputs scale 0, as ours do.
 - eval: images/s of evaluate_depth.evaluate() end to end (weights loading, images,
   network, metrics) on the test split of the drive, --eval_mono: eager, and through the
-  exported model (--exported, the fastest backend) in fp32 and bf16; each row keeps its
-  seven metrics.
+  exported model (--exported, the fastest backend) in fp32, bf16 and int8; each row keeps
+  its seven metrics.
 - video: frames/s of demo.py on a video of the drive's test frames (MJPG), through the
   exported model (fastest backend, fp32), outputs written. The reference has no video demo.
 
@@ -76,6 +77,8 @@ def parse_args(argv=None):
     parser.add_argument("--ref", default=os.path.join(ROOT, "..", "ref"), help="reference checkout")
     parser.add_argument("--ref_python", default=os.path.join(ROOT, "..", "refvenv", "bin", "python"),
                         help="a Python with torch and torchvision")
+    parser.add_argument("--infer_batches", type=int_at_least(1), nargs="+",
+                        help="inference batch sizes (default 1 16, --quick 1 2; 1 alone on a busy machine)")
     parser.add_argument("--rounds", type=int_at_least(1), default=1,
                         help="run every section this many times, ours and the reference's in turn, and "
                         "pool the repeats: both sides then share the machine's slow and fast spells")
@@ -103,6 +106,7 @@ sys.path.insert(0, ROOT)
 import cpu_threads  # noqa: E402,F401  (before paddle: sets its CPU thread count)
 
 import contextlib  # noqa: E402
+import importlib.util  # noqa: E402
 import inspect  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
@@ -410,10 +414,19 @@ def exported_predictors(prefix):
     return nets, creation
 
 
-DEPLOY_GOALS = {"fp32": 0.8, "bf16": 0.35}  # ratios to the reference's eager network (issue 14)
+DEPLOY_GOALS = {"fp32": 0.8, "bf16": 0.35, "int8": 0.25}  # ratios to the reference's eager network
+CALIBRATION_IMAGES = 8
 
 
-def inference_section(args, preset, weights, ref, workdir):
+def export_every_precision(weights, prefix, data, height=None, width=None):
+    """The untrained network exported at `prefix`, and quantized to int8 on the drive's images
+    when NNCF is installed."""
+    calibration = data if importlib.util.find_spec("nncf") else None
+    with contextlib.redirect_stdout(io.StringIO()):
+        export(weights, prefix, height, width, calibration=calibration, calibration_size=CALIBRATION_IMAGES)
+
+
+def inference_section(args, preset, data, weights, ref, workdir):
     """Latency per image of the eager network and of the exported one with every backend and
     precision, per size and batch."""
     net, _ = load_net_and_info(weights)
@@ -421,8 +434,7 @@ def inference_section(args, preset, weights, ref, workdir):
     ours, creation, goals = {}, {}, {"eager": 1.0}
     for height, width in preset["infer_sizes"]:
         prefix = os.path.join(workdir, "exported", "depth_{}x{}".format(width, height))
-        with contextlib.redirect_stdout(io.StringIO()):
-            export(weights, prefix, height, width)
+        export_every_precision(weights, prefix, data, height, width)
         exported, created = exported_predictors(prefix)
         creation.update({"{}/{}x{}".format(mode, width, height): t for mode, t in created.items()})
         for batch in preset["infer_batches"]:
@@ -472,8 +484,7 @@ def eval_section(args, preset, data, weights, ref, workdir):
     argv = ["--eval_split", "synthetic", "--eval_mono", "--data_path", data, "--load_weights_folder", weights,
             "--num_workers", "0", "--device", "cpu"]
     prefix = os.path.join(workdir, "eval_exported", "depth")
-    with contextlib.redirect_stdout(io.StringIO()):
-        export(weights, prefix)
+    export_every_precision(weights, prefix, data)
     runs = {"end_to_end": ("eager", [])}
     for precision in inference.PRECISIONS:
         try:
@@ -564,20 +575,37 @@ def pooled(rows):
     return dict(first, **row)  # extra entries (the evaluation's metrics) from the first round
 
 
-def machine_info():
-    model = "unknown"
+# the CPU features that decide the kernels both sides run (float32, bfloat16, int8)
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+
+
+def cpu_model_and_flags():
+    """The CPU's model name (and vendor) and which of SPEED_FLAGS it has, from /proc/cpuinfo."""
+    fields = {}
     if os.path.isfile("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        model = names[0] if names else model
-    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": cpu_threads.available_cores(),
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    model = " ".join(v for v in (fields.get("vendor_id"), fields.get("model name")) if v) or "unknown"
+    flags = set(fields.get("flags", "").split())
+    return model, [f for f in SPEED_FLAGS if f in flags]
+
+
+def machine_info():
+    model, flags = cpu_model_and_flags()
+    return {"cpu": model, "cpu_flags": flags, "mkl_debug_cpu_type": os.environ.get("MKL_DEBUG_CPU_TYPE"),
+            "cores": os.cpu_count(), "usable_cores": cpu_threads.available_cores(),
             "threads": threads(), "platform": platform.platform(), "python": platform.python_version(),
             "paddle": paddle.__version__, "numpy": np.__version__, "load_average_at_start": os.getloadavg()}
 
 
 def print_table(result):
-    print("\nmedians on {} ({} threads); ratio = our time / reference time (< 1: ours faster), "
-          "per-second rates are the inverse".format(result["machine"]["cpu"], result["machine"]["threads"]))
+    machine = result["machine"]
+    print("\nmedians on {} ({}; {} threads, load average {}); ratio = our time / reference time (< 1: ours "
+          "faster), per-second rates are the inverse".format(
+              machine["cpu"], " ".join(machine["cpu_flags"]) or "no AVX2", machine["threads"],
+              " ".join("{:.1f}".format(x) for x in machine["load_average_at_start"])))
     header = "{:<72} {:>8} {:>10} {:>10} {:>7} {:>7} {:>4} {:>9} {:>9}"
     print(header.format("measure", "unit", "ours", "reference", "ratio", "goal", "met", "ours/s", "ref/s"))
 
@@ -593,7 +621,8 @@ def print_table(result):
 
 
 def main(args):
-    preset = QUICK if args.quick else FULL
+    preset = dict(QUICK if args.quick else FULL)
+    preset["infer_batches"] = args.infer_batches or preset["infer_batches"]
     paddle.set_device("cpu")
     load = os.getloadavg()[0]
     if load > BUSY_LOAD:
@@ -608,7 +637,7 @@ def main(args):
         data = make_drive(args, workdir, preset)
         weights = save_untrained_depth_net(os.path.join(workdir, "weights"), *preset["train_size"])
         sections = {"train": lambda: train_section(args, preset, data, ref, workdir),
-                    "inference": lambda: inference_section(args, preset, weights, ref, workdir),
+                    "inference": lambda: inference_section(args, preset, data, weights, ref, workdir),
                     "eval": lambda: eval_section(args, preset, data, weights, ref, workdir),
                     "video": lambda: video_section(args, preset, data, weights, workdir)}
         for name in SECTIONS:

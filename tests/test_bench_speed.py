@@ -16,23 +16,25 @@ SCRIPT = os.path.join(ROOT, "benchmarks", "bench_speed.py")
 
 def bench(*flags):
     return subprocess.run([sys.executable, SCRIPT] + list(flags), capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+                          cwd=ROOT, timeout=600)
 
 
 def test_quick_run_times_every_measure(tmp_path):
     out = tmp_path / "speed.json"
-    proc = bench("--quick", "--no_ref", "--threads", "1", "--json", str(out))
+    proc = bench("--quick", "--no_ref", "--threads", "1", "--infer_batches", "1", "3", "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     measures = result["measures"]
-    # every installed backend in fp32 (Paddle Inference always), and bf16 where it runs
+    # every installed backend in fp32 (Paddle Inference always), bf16 where it runs, int8 with NNCF
     modes = {k.split("/")[2] for k in measures if k.startswith("inference/predictor_creation/")}
     assert {b + "-fp32" for b in ("openvino", "onnxruntime", "paddle") if inference.installed(b)} <= modes
-    assert modes <= {"openvino-fp32", "openvino-bf16", "onnxruntime-fp32", "paddle-fp32", "paddle-bf16"}
+    assert modes <= {"openvino-fp32", "openvino-bf16", "openvino-int8", "onnxruntime-fp32", "paddle-fp32",
+                     "paddle-bf16"}
+    assert ("openvino-int8" in modes) == (inference.installed("openvino") and inference.installed("nncf"))
     precisions = {m.split("-")[1] for m in modes}
     assert set(measures) == {
         "train/in_memory", "train/with_loading", "eval/end_to_end", "video/demo"} | {
-        "inference/{}/192x64/{}".format(mode, batch) for mode in ["eager"] + sorted(modes) for batch in (1, 2)} | {
+        "inference/{}/192x64/{}".format(mode, batch) for mode in ["eager"] + sorted(modes) for batch in (1, 3)} | {
         "inference/predictor_creation/{}/192x64".format(mode) for mode in modes} | {
         "eval/exported_{}_end_to_end".format(p) for p in precisions}
     for key in ("eval/end_to_end", "eval/exported_fp32_end_to_end"):  # the metrics agree
@@ -47,6 +49,12 @@ def test_quick_run_times_every_measure(tmp_path):
     assert measures["train/in_memory"]["ours"]["per_second"] == pytest.approx(
         1 / measures["train/in_memory"]["ours"]["median"])
     assert result["machine"]["threads"] == 1
+    with open("/proc/cpuinfo") as f:
+        cpuinfo = f.read()
+    model = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")][0]
+    assert result["machine"]["cpu"].endswith(model) and model in proc.stdout
+    flags = [line for line in cpuinfo.splitlines() if line.startswith("flags")][0].split()
+    assert ("avx2" in result["machine"]["cpu_flags"]) == ("avx2" in flags)
     assert result["reference"] is None
     assert "evaluation end to end, eager, 4 images at 192x64" in proc.stdout
     assert "demo on a video, exported (" in proc.stdout
