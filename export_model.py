@@ -152,7 +152,7 @@ def weights_fingerprint(folder):
     digest = hashlib.sha256()
     for name in FINGERPRINT_FILES:
         with open(os.path.join(folder, name), "rb") as f:
-            digest.update(hashlib.file_digest(f, "sha256").digest())
+            digest.update(hashlib.sha256(f.read()).digest())
     return digest.hexdigest()
 
 
