@@ -59,7 +59,7 @@ import paddle.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from datasets import dataset_class, stereo_scale
+from datasets import dataset_class, known_stereo_scale, stereo_scale
 from datasets.mono_dataset import RESAMPLING
 from export_model import load_net_and_info
 from layers import disp_to_depth, transformation_from_parameters
@@ -345,7 +345,7 @@ class Scene3D:
         self.K = None
         self.fixed_scale = None  # metres per unit of stereo-trained depth
         if args.camera_height is None and info["use_stereo"]:
-            self.fixed_scale = dataset_class(info.get("dataset") or "kitti").stereo_scale
+            self.fixed_scale = known_stereo_scale(info)
         self.scales, self.motions, self.frames = [], [], []
         self.pose_net = self.previous = None
         if args.trajectory:

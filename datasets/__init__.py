@@ -38,14 +38,18 @@ def dataset_class(name):
     return DATASETS[name]
 
 
-def stereo_scale(record, flag, advice):
+def known_stereo_scale(record):
     """Metres per network unit of stereo-trained depth (the rig's baseline over STEREO_BASELINE):
     the scale the weights record (`record`: their entries, network.RECORDED), else that of the
-    rig of their dataset (KITTI's). `flag` names the option asking for it, `advice` what to do
-    instead."""
-    name = record.get("dataset") or "kitti"
-    scale = record.get("stereo_scale") or dataset_class(name).stereo_scale
+    rig of their dataset (KITTI's); None when neither is known."""
+    return record.get("stereo_scale") or dataset_class(record.get("dataset") or "kitti").stereo_scale
+
+
+def stereo_scale(record, flag, advice):
+    """known_stereo_scale, or a ValueError naming `flag`, the option asking for it, and
+    `advice`, what to do instead."""
+    scale = known_stereo_scale(record)
     if scale is None:
         raise ValueError("{}: depth stereo-trained on --dataset {} has no known metric scale (weights trained "
-                         "here record it); {}".format(flag, name, advice))
+                         "here record it); {}".format(flag, record.get("dataset") or "kitti", advice))
     return scale

@@ -6,6 +6,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from scene_files import read_ply
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "monodepth2.ipynb")
 WORK_LINE = 'WORK = "notebook_run"'
@@ -36,7 +38,7 @@ def test_notebook_runs_and_draws_its_pictures(tmp_path):
         nbformat.write(nb, str(tmp_path / "executed.ipynb"))
 
     pictures = [cell for cell in nb.cells if "picture" in cell.metadata.get("tags", [])]
-    assert len(pictures) == 3
+    assert len(pictures) == 4
     for cell in pictures:
         images = [out for out in cell.outputs if "image/png" in out.get("data", {})]
         assert images, cell.source[:60]
@@ -49,6 +51,8 @@ def test_notebook_runs_and_draws_its_pictures(tmp_path):
         assert os.path.isfile(tmp_path / "work" / "logs" / name / "models" / "best" / "depth.pdparams")
     assert sorted(os.listdir(tmp_path / "work" / "demo")) == sorted(
         "{}_disp.{}".format(i, ext) for i in range(4) for ext in ("jpeg", "npy"))
+    points, colours, comments = read_ply(str(tmp_path / "work" / "demo_3d" / "0.ply"))
+    assert len(points) > 1000 and colours is not None and "metres" in " ".join(comments)
 
 
 def test_setup_installs_only_what_is_missing_and_stops_on_failing_commands(tmp_path):
