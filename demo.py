@@ -363,6 +363,8 @@ class Scene3D:
     def frame(self, name, image, batch, depth):
         """Metres per unit of this frame's depth (H x W, the network's size; None when unknown),
         after writing its point cloud and adding it to the camera path as asked."""
+        if self.args.camera_height is None and not self.args.point_cloud and self.pose_net is None:
+            return self.fixed_scale  # nothing 3D asked for: no intrinsics, no back-projection
         if self.K is None:
             self.K = demo_intrinsics(self.args, self.info, image.size)
         scale = self.fixed_scale

@@ -106,12 +106,11 @@ def read_trajectory(path):
 
 def plot_trajectory(path, poses, unit="m", title=None):
     """Save a top-down plot (x right, z forward of the first camera) of the camera positions."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: its backend is the caller's (a notebook's)
 
     positions = np.asarray(poses)[:, :3, 3]
-    figure, axes = plt.subplots(figsize=(6, 6))
+    figure = Figure(figsize=(6, 6))
+    axes = figure.subplots()
     axes.plot(positions[:, 0], positions[:, 2], "-", color="tab:blue", lw=1.5, label="camera path")
     axes.plot(*positions[0, [0, 2]], "o", color="tab:green", label="first frame")
     axes.plot(*positions[-1, [0, 2]], "s", color="tab:red", label="last frame")
@@ -125,4 +124,3 @@ def plot_trajectory(path, poses, unit="m", title=None):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with errors_naming(path):
         figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -106,6 +106,7 @@ sys.path.insert(0, ROOT)
 import cpu_threads  # noqa: E402,F401  (before paddle: sets its CPU thread count)
 
 import contextlib  # noqa: E402
+import glob  # noqa: E402
 import importlib.util  # noqa: E402
 import inspect  # noqa: E402
 import io  # noqa: E402
@@ -421,7 +422,8 @@ CALIBRATION_IMAGES = 8
 def export_every_precision(weights, prefix, data, height=None, width=None):
     """The untrained network exported at `prefix`, and quantized to int8 on the drive's images
     when NNCF is installed."""
-    calibration = data if importlib.util.find_spec("nncf") else None
+    cameras = sorted(glob.glob(os.path.join(data, "*", "*", "image_02", "data")))  # colour frames, no depth maps
+    calibration = cameras[0] if cameras and importlib.util.find_spec("nncf") else None
     with contextlib.redirect_stdout(io.StringIO()):
         export(weights, prefix, height, width, calibration=calibration, calibration_size=CALIBRATION_IMAGES)
 

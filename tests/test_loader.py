@@ -143,7 +143,8 @@ def test_stopping_training_stops_its_workers(tiny_drive, tmp_path, sig):
             time.sleep(0.1)
         workers = children(run.pid)
         assert len(workers) == 2
-        while "Training" not in (tmp_path / "out.txt").read_text():  # the workers are loading batches
+        while "Training" not in (tmp_path / "out.txt").read_text() and time.time() - start < 360:
+            assert run.poll() is None, (tmp_path / "out.txt").read_text()[-2000:]  # workers load batches
             time.sleep(0.1)
         time.sleep(1)
     finally:

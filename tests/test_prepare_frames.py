@@ -165,3 +165,10 @@ def test_fractions_are_checked(tmp_path, capsys):
         with pytest.raises(SystemExit):
             prepare_frames([str(tmp_path), "--out", str(tmp_path / "x"), flag, "1"])
         assert "{} must be in [0, 1), got 1.0".format(flag) in capsys.readouterr().err
+
+
+def test_a_short_sequence_has_no_line_whose_neighbours_are_missing():
+    for count in range(1, 12):
+        for part in split_lines("seq", count, [0, -1, 1], 0.1, 0.1, "lr")[:2]:
+            frames = [int(line.split()[1]) for line in part]
+            assert all(0 <= i - 1 and i + 1 < count for i in frames), (count, part)

@@ -3,7 +3,6 @@ presence, shape and finite values, naming the file and the entry: --weights_init
 .h5, .pth), weights folders (training, evaluation, export, the demo) and conversion, which
 writes nothing when a check fails. Paddle alone would warn and leave a misshapen layer
 random, and NaN weights would predict a constant."""
-import io
 import os
 import shutil
 import zipfile

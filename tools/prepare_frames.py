@@ -108,7 +108,8 @@ def split_lines(name, count, frame_ids, val_fraction, test_fraction, sides="l"):
     val_start = val_end - num_val
 
     def lines(start, end, ids, sides):
-        return ["{} {} {}".format(name, i, side) for i in range(max(start, 0), end)
+        start = max(start, 0)
+        return ["{} {} {}".format(name, i, side) for i in range(start, end)
                 if all(start <= i + f < end for f in ids) for side in sides]
     return (lines(0, val_start - gap, frame_ids, sides), lines(val_start, val_end, frame_ids, sides),
             lines(count - num_test, count, [0], "l"))
