@@ -91,6 +91,7 @@ DEFAULT_FPS = 10
 # The depth range of weights that do not record theirs (the training's defaults).
 DEFAULT_DEPTH_RANGE = (0.1, 100)
 PREFETCH = 4  # images read and resized ahead of the network
+WAIT = "wait"  # Scene3D.frame: no scale yet for this frame
 
 
 def md5sum(path):
@@ -338,6 +339,7 @@ class Scene3D:
     frame() for each image in order, finish() at the end."""
 
     DRIVE_STRIDE = 4  # every 4th pixel of every 4th row of each frame goes into the drive's cloud
+    MAX_HELD = 100  # frames held in memory while no frame shows a road
 
     def __init__(self, args, info, output_dir, summary_dir):
         """Per-frame clouds go to `output_dir`, the camera path and the drive's cloud to `summary_dir`."""
@@ -346,7 +348,8 @@ class Scene3D:
         self.fixed_scale = None  # metres per unit of stereo-trained depth
         if args.camera_height is None and info["use_stereo"]:
             self.fixed_scale = known_stereo_scale(info)
-        self.scales, self.motions, self.frames = [], [], []
+        self.scales, self.motions, self.frames = [], [], []  # scales of the frames with a road
+        self.no_road, self.held_clouds = [], []
         self.pose_net = self.previous = None
         if args.trajectory:
             folder = args.load_weights_folder or (args.model_name and fetch_released_model(args.model_name))
@@ -361,28 +364,25 @@ class Scene3D:
                 else "the network's units: depth up to an unknown scale (give --camera_height METRES)"))
 
     def frame(self, name, image, batch, depth):
-        """Metres per unit of this frame's depth (H x W, the network's size; None when unknown),
-        after writing its point cloud and adding it to the camera path as asked."""
+        """Metres per unit of this frame's depth (H x W, the network's size; None when unknown,
+        WAIT while no frame so far shows a road: the caller holds the frame until one does), after
+        writing its point cloud (or holding it too) and adding it to the camera path as asked."""
         if self.args.camera_height is None and not self.args.point_cloud and self.pose_net is None:
             return self.fixed_scale  # nothing 3D asked for: no intrinsics, no back-projection
         if self.K is None:
             self.K = demo_intrinsics(self.args, self.info, image.size)
         scale = self.fixed_scale
         if self.args.camera_height is not None:
-            try:
-                scale = ground_scale(depth, self.K, self.args.camera_height)
-            except NoGroundError as err:
-                if not self.scales:
-                    raise NoGroundError("{}: {}; --camera_height needs a flat road in the lower part of the "
-                                        "image".format(name, err)) from None
-                scale = sequence_scale(self.scales)
-                tqdm.write("   {}: no road plane, using the median scale so far".format(name))
-            self.scales.append(scale)
+            scale = self.road_scale(name, depth)
         colours = (batch[0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
         points = backproject(depth, self.K)
         if self.args.point_cloud:
-            self.write_cloud(os.path.join(self.output_dir, name + ".ply"), points * (scale or 1), colours,
-                             scale is not None)
+            self.held_clouds.append((name, points, colours))
+            if scale is not WAIT:
+                for held_name, held_points, held_colours in self.held_clouds:
+                    self.write_cloud(os.path.join(self.output_dir, held_name + ".ply"), held_points * (scale or 1),
+                                     held_colours, scale is not None)
+                self.held_clouds = []
         if self.pose_net is not None:
             if self.previous is not None:
                 self.motions.append(self.motion(self.previous, batch))
@@ -390,6 +390,27 @@ class Scene3D:
             if self.args.point_cloud:
                 step = self.DRIVE_STRIDE
                 self.frames.append((points[::step, ::step], colours[::step, ::step]))
+        return scale
+
+    def road_scale(self, name, depth):
+        """The frame's scale from the road; without a road the median of the frames so far that
+        have one, or WAIT when none has."""
+        try:
+            scale = ground_scale(depth, self.K, self.args.camera_height)
+        except NoGroundError as err:
+            self.no_road.append("{}: {}".format(name, err))
+            if not self.scales:
+                if len(self.no_road) > self.MAX_HELD:
+                    raise NoGroundError("no road plane in the first {} frames ({}); --camera_height needs a flat "
+                                        "road in the lower part of the image".format(
+                                            len(self.no_road), self.no_road[0])) from None
+                return WAIT
+            tqdm.write("   {}: no road plane, using the median scale of the frames so far".format(name))
+            return sequence_scale(self.scales)
+        if self.no_road and not self.scales:
+            tqdm.write("   the {} frame(s) before {} show no road plane: they take its scale".format(
+                len(self.no_road), name))
+        self.scales.append(scale)
         return scale
 
     def motion(self, previous, batch):
@@ -422,6 +443,10 @@ class Scene3D:
         """Print the sequence's scale; write the camera path, its plot and the drive's cloud."""
         scale = self.fixed_scale
         if self.args.camera_height is not None:
+            if not self.scales:
+                raise NoGroundError("{}; --camera_height needs a flat road in the lower part of the image".format(
+                    self.no_road[0] if len(self.no_road) == 1
+                    else "no road plane in any of the {} frames ({})".format(len(self.no_road), self.no_road[0])))
             scale = sequence_scale(self.scales)
             if len(self.scales) > 1:
                 print("-> Scale of the sequence: {:.4g} m per unit (median of {} frames, 10-90%: {:.4g}-{:.4g})".format(
@@ -487,41 +512,67 @@ def run(args):
     # a reader thread beside a network using every core slows both (DEVELOPERS.md)
     if device == "gpu" or cpu_threads.available_cores() > cpu_threads.num_threads():
         inputs = prefetched(inputs)
-    count, video = 0, None
+    written = FrameWriter(args, output_dir, depth_video, per_image, fps, scale, (min_depth, max_depth))
+    held = []
     start = time.perf_counter()
-    for name, image, batch in progress(inputs, total=total, desc="demo"):
-        disp = predict(batch)
-        disp_full = at_image_size(disp, image)
-        scaled_disp, depth = disp_to_depth(disp, min_depth, max_depth)
-        metres = scene.frame(name, image, batch, depth[0, 0])
-        coloured = colorize(disp_full)
-        if metres and (args.camera_height or args.pred_metric_depth):  # metric output asked for
-            coloured = depth_bar(coloured, disp_full, lambda d: metres * disp_to_depth(d, min_depth, max_depth)[1])
-        if depth_video:
-            video = video or open_video_writer(depth_video, image.size, fps)
-            frame = np.concatenate([np.asarray(image), coloured], axis=1)
-            video.write(frame[:, :, ::-1].copy())  # OpenCV takes BGR
-        count += 1
-        if not per_image:
-            continue
-        if args.pred_metric_depth:
-            npy = os.path.join(output_dir, name + "_depth.npy")
-            np.save(npy, (metres if args.camera_height else scale) * depth)
-        else:
-            npy = os.path.join(output_dir, name + "_disp.npy")
-            np.save(npy, scaled_disp)
-        jpeg = os.path.join(output_dir, name + "_disp.jpeg")
-        Image.fromarray(coloured).save(jpeg)
-        tqdm.write("   {}: {} and {}".format(count, jpeg, npy))
-    seconds = time.perf_counter() - start
-    scene.finish(os.path.splitext(os.path.basename(os.path.normpath(args.image_path)))[0])
-    if video is not None:
-        video.release()
-        print("-> Depth video (input | colour-mapped disparity, {:g} frames/s): {}".format(fps, depth_video))
+    try:
+        for name, image, batch in progress(inputs, total=total, desc="demo"):
+            disp = predict(batch)
+            metres = scene.frame(name, image, batch, disp_to_depth(disp, min_depth, max_depth)[1][0, 0])
+            held.append((name, image, disp))
+            if metres is not WAIT:
+                for frame in held:
+                    written.frame(*frame, metres)
+                held = []
+        seconds = time.perf_counter() - start
+        scene.finish(os.path.splitext(os.path.basename(os.path.normpath(args.image_path)))[0])
+    finally:
+        written.close()
+    count = written.count
     print("-> Done: {} {}{} in {:.1f} s ({:.2f} {}/s)".format(
         count, "frame" if is_video else "image", "" if count == 1 else "s", seconds, count / seconds,
         "frames" if is_video else "images"))
     return count
+
+
+class FrameWriter:
+    """The 2D outputs of each frame: the colour-mapped disparity (with a colour bar in metres when
+    metric depth is asked for), the depth video, and the per-image .npy files."""
+
+    def __init__(self, args, output_dir, depth_video, per_image, fps, stereo_scale, depth_range):
+        self.args, self.output_dir, self.depth_video, self.per_image = args, output_dir, depth_video, per_image
+        self.fps, self.stereo_scale, self.depth_range = fps, stereo_scale, depth_range
+        self.count, self.video = 0, None
+
+    def frame(self, name, image, disp, metres):
+        args = self.args
+        disp_full = at_image_size(disp, image)
+        scaled_disp, depth = disp_to_depth(disp, *self.depth_range)
+        coloured = colorize(disp_full)
+        if metres and (args.camera_height or args.pred_metric_depth):  # metric output asked for
+            coloured = depth_bar(coloured, disp_full, lambda d: metres * disp_to_depth(d, *self.depth_range)[1])
+        if self.depth_video:
+            self.video = self.video or open_video_writer(self.depth_video, image.size, self.fps)
+            frame = np.concatenate([np.asarray(image), coloured], axis=1)
+            self.video.write(frame[:, :, ::-1].copy())  # OpenCV takes BGR
+        self.count += 1
+        if not self.per_image:
+            return
+        if args.pred_metric_depth:
+            npy = os.path.join(self.output_dir, name + "_depth.npy")
+            np.save(npy, (metres if args.camera_height else self.stereo_scale) * depth)
+        else:
+            npy = os.path.join(self.output_dir, name + "_disp.npy")
+            np.save(npy, scaled_disp)
+        jpeg = os.path.join(self.output_dir, name + "_disp.jpeg")
+        Image.fromarray(coloured).save(jpeg)
+        tqdm.write("   {}: {} and {}".format(self.count, jpeg, npy))
+
+    def close(self):
+        if self.video is not None:
+            self.video.release()
+            print("-> Depth video (input | colour-mapped disparity, {:g} frames/s): {}".format(
+                self.fps, self.depth_video))
 
 
 def outputs(args, default_dir, is_video):

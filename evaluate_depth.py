@@ -318,9 +318,7 @@ def compute_metrics(opt, split, disps, gt, ground_scales=None):
     scale of each image over its ground-truth median scale)."""
     median_scaling = not opt.disable_median_scaling
     scale = opt.pred_depth_scale_factor
-    if ground_scales is not None:
-        print("   Camera-height evaluation - the road {} m below the camera scales each image".format(
-            opt.camera_height))
+    if ground_scales is not None:  # evaluate() says so
         median_scaling, scale = False, 1
     elif opt.eval_stereo:
         scale = split_stereo_scale(opt, split)
@@ -444,6 +442,8 @@ def evaluate(opt):
     print("-> Evaluating")
     camera_height = None
     if opt.camera_height is not None:
+        print("   Camera-height evaluation - the road {} m below the camera scales each image".format(
+            opt.camera_height))
         scales, missing = camera_height_scales(opt, split, split_lines, disps)
         one_scale = compute_metrics(opt, split, disps, gt, np.full(len(disps), np.median(scales)))[0].mean(axis=0)
         camera_height = {"height": opt.camera_height, "images_without_road": missing,

@@ -18,7 +18,9 @@ whose file was not exported, is skipped. precision="bf16" (OpenVINO or Paddle In
 CPUs with bfloat16 instructions) computes in bfloat16: 2-3x faster here, disparities
 about 2e-4 off. precision="int8" (OpenVINO) runs the PREFIX.int8.xml model that
 export_model.py --precision int8 quantizes (quantize.py). `depth_net.info` holds what export_model.py recorded: height, width (the only
-input size the model takes), num_layers and use_stereo; `depth_net.backend` the backend used.
+input size the model takes), num_layers, use_stereo, the weights' folder and fingerprint, and
+what the weights record for prediction (min_depth, max_depth, frame_ids, dataset, resize,
+stereo_scale: export_model.RECORDED_INFO); `depth_net.backend` the backend used.
 """
 import importlib
 import json
@@ -44,9 +46,11 @@ class BackendUnavailable(ValueError):
 class DamagedExport(ValueError):
     """An exported file a backend cannot load: names it and the command that writes it again."""
 
-    def __init__(self, path, error, info):
+    def __init__(self, paths, error, info):
+        paths = (paths,) if isinstance(paths, str) else tuple(paths)
         super().__init__("cannot load {} ({}: {}): the file is damaged; export the model again with {}".format(
-            path, type(error).__name__, " ".join(str(error).split())[:300], reexport_command(model_prefix(path), info)))
+            " or ".join(paths), type(error).__name__, " ".join(str(error).split())[:300],
+            reexport_command(model_prefix(paths[0]), info)))
 
 
 def model_prefix(path):
@@ -111,7 +115,7 @@ class ExportedDepthNet:
         except (BackendUnavailable, DamagedExport):
             raise
         except Exception as err:  # each backend raises its own kinds for a damaged file
-            raise DamagedExport(files if isinstance(files, str) else files[-1], err, info) from None
+            raise DamagedExport(files, err, info) from None  # Paddle's program and weights: either
 
     def __call__(self, images):
         images = np.ascontiguousarray(images, dtype=np.float32)
@@ -139,12 +143,18 @@ class PaddleDepthNet(ExportedDepthNet):
         if self.precision == "int8":
             raise BackendUnavailable("--precision int8: the int8 model runs on OpenVINO only")
         program = files[0]
-        if program.endswith(".json"):  # a PIR program: Paddle's own parse error names no file
-            try:
+        # parsed here first: Paddle's own error on a damaged program names no file (PIR .json)
+        # or is a segmentation fault (the older protobuf .pdmodel)
+        try:
+            if program.endswith(".json"):
                 with open(program) as f:
                     json.load(f)
-            except ValueError as err:
-                raise DamagedExport(program, err, self.info) from None
+            else:
+                from paddle.base.proto.framework_pb2 import ProgramDesc
+                with open(program, "rb") as f:
+                    ProgramDesc.FromString(f.read())
+        except Exception as err:
+            raise DamagedExport(program, err, self.info) from None
         config = inference.Config(*files)
         config.disable_glog_info()
         if self.device == "gpu":

@@ -167,3 +167,32 @@ def test_errors_name_the_flag(mono_weights, frames, tmp_path, capsys):
     err = demo_error(capsys, "--image_path", image, "--load_weights_folder", mono_weights, "--camera_height", "1.65",
                      "--output_dir", tmp_path)
     assert "000: no ground plane" in err and "--camera_height needs a flat road" in err
+
+
+def test_frames_without_a_road_wait_for_one_and_do_not_count_in_the_median(mono_weights, frames, tmp_path,
+                                                                           road_network, capsys):
+    def hide_the_road(i):  # a black top-left pixel: the road network sees a wall 5 m away (1 unit)
+        image = np.asarray(Image.open(frames / "{:03d}.png".format(i))).copy()
+        image[0, 0] = 0
+        Image.fromarray(image).save(frames / "{:03d}.png".format(i))
+    hide_the_road(0)
+    hide_the_road(2)
+    run_demo("--image_path", frames, "--ext", "png", "--load_weights_folder", mono_weights, "--camera_height", 1.65,
+             "--pred_metric_depth", "--point_cloud", "--output_dir", tmp_path)
+    for i in range(3):  # each written with the road frame's scale: the wall 5 m away
+        depth = np.load(tmp_path / "{:03d}_depth.npy".format(i))[0, 0]
+        if i != 1:
+            np.testing.assert_allclose(depth, 5, rtol=1e-4)
+        points, _, comments = read_ply(tmp_path / "{:03d}.ply".format(i))
+        assert "metres" in comments[0]
+        np.testing.assert_allclose(points[:, 2].max(), depth.max(), rtol=1e-4)
+    out = capsys.readouterr().out
+    assert "the 1 frame(s) before 001 show no road plane: they take its scale" in out
+    assert "002: no road plane, using the median scale of the frames so far" in out
+    assert "Scale of the sequence: 5 m per unit" not in out  # one frame with a road: no sequence line
+    # no frame with a road: nothing is written and the error names the frames
+    hide_the_road(1)
+    err = demo_error(capsys, "--image_path", frames, "--ext", "png", "--load_weights_folder", mono_weights,
+                     "--camera_height", 1.65, "--pred_metric_depth", "--output_dir", tmp_path / "none")
+    assert "no road plane in any of the 3 frames (000: no ground plane" in err
+    assert not os.path.exists(tmp_path / "none" / "000_depth.npy")

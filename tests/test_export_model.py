@@ -273,6 +273,20 @@ def test_damaged_exported_files_are_named_with_the_command_that_exports_again(ex
         assert message.endswith("python export_model.py --load_weights_folder {} --output {}".format(folder, prefix))
 
 
+def test_a_damaged_program_in_the_older_format_is_named(exported, weights):
+    source = exported[(64, 192)]
+    prefix = source + "_old_format"
+    for s in (".pdiparams", ".info.json"):
+        shutil.copy(source + s, prefix + s)
+    with open(prefix + ".pdmodel", "wb") as f:
+        f.write(np.random.RandomState(0).bytes(4096))
+    with pytest.raises(ValueError) as err:
+        predictor(prefix, "paddle")
+    message = str(err.value)
+    assert message.startswith("cannot load {}.pdmodel (DecodeError: ".format(prefix))
+    assert message.endswith("python export_model.py --load_weights_folder {} --output {}".format(weights, prefix))
+
+
 def test_without_paddle2onnx_export_if_stale_exports_for_paddle_inference(weights, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(export_model, "onnx_installed", lambda: False)
     folder = tmp_path / "weights"
