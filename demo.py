@@ -40,6 +40,7 @@ they use one scale for the sequence, the median of the frames'. --intrinsics FX 
 camera's in pixels of the input images; by default those of the weights' dataset (KITTI's).
 """
 import argparse
+import collections
 import glob
 import hashlib
 import os
@@ -91,7 +92,9 @@ DEFAULT_FPS = 10
 # The depth range of weights that do not record theirs (the training's defaults).
 DEFAULT_DEPTH_RANGE = (0.1, 100)
 PREFETCH = 4  # images read and resized ahead of the network
-WAIT = "wait"  # Scene3D.frame: no scale yet for this frame
+WAIT = object()  # Scene3D.frame: no scale yet for this frame
+# one input and the network's outputs for it: disparity, and disp_to_depth's scaled disparity and depth
+Frame = collections.namedtuple("Frame", "name image batch disp scaled_disp depth")
 
 
 def md5sum(path):
@@ -334,12 +337,17 @@ def demo_intrinsics(args, info, image_size):
     return camera_matrix(fixed, info["width"], info["height"])
 
 
+def colours_of(batch):
+    """H x W x 3 uint8 colours of a 1 x 3 x H x W network input."""
+    return (batch[0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
+
+
 class Scene3D:
     """The metric scale of each frame and the 3D outputs (point clouds, camera path) of a run:
     frame() for each image in order, finish() at the end."""
 
     DRIVE_STRIDE = 4  # every 4th pixel of every 4th row of each frame goes into the drive's cloud
-    MAX_HELD = 100  # frames held in memory while no frame shows a road
+    MAX_HELD = 100  # frames the caller holds while no frame shows a road (each its image, depth and input)
 
     def __init__(self, args, info, output_dir, summary_dir):
         """Per-frame clouds go to `output_dir`, the camera path and the drive's cloud to `summary_dir`."""
@@ -349,7 +357,7 @@ class Scene3D:
         if args.camera_height is None and info["use_stereo"]:
             self.fixed_scale = known_stereo_scale(info)
         self.scales, self.motions, self.frames = [], [], []  # scales of the frames with a road
-        self.no_road, self.held_clouds = [], []
+        self.waiting, self.first_without_road = 0, None  # frames without a road before the first with one
         self.pose_net = self.previous = None
         if args.trajectory:
             folder = args.load_weights_folder or (args.model_name and fetch_released_model(args.model_name))
@@ -366,7 +374,7 @@ class Scene3D:
     def frame(self, name, image, batch, depth):
         """Metres per unit of this frame's depth (H x W, the network's size; None when unknown,
         WAIT while no frame so far shows a road: the caller holds the frame until one does), after
-        writing its point cloud (or holding it too) and adding it to the camera path as asked."""
+        adding the frame to the camera path as asked."""
         if self.args.camera_height is None and not self.args.point_cloud and self.pose_net is None:
             return self.fixed_scale  # nothing 3D asked for: no intrinsics, no back-projection
         if self.K is None:
@@ -374,22 +382,13 @@ class Scene3D:
         scale = self.fixed_scale
         if self.args.camera_height is not None:
             scale = self.road_scale(name, depth)
-        colours = (batch[0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
-        points = backproject(depth, self.K)
-        if self.args.point_cloud:
-            self.held_clouds.append((name, points, colours))
-            if scale is not WAIT:
-                for held_name, held_points, held_colours in self.held_clouds:
-                    self.write_cloud(os.path.join(self.output_dir, held_name + ".ply"), held_points * (scale or 1),
-                                     held_colours, scale is not None)
-                self.held_clouds = []
         if self.pose_net is not None:
             if self.previous is not None:
                 self.motions.append(self.motion(self.previous, batch))
             self.previous = batch
             if self.args.point_cloud:
                 step = self.DRIVE_STRIDE
-                self.frames.append((points[::step, ::step], colours[::step, ::step]))
+                self.frames.append((backproject(depth, self.K)[::step, ::step], colours_of(batch)[::step, ::step]))
         return scale
 
     def road_scale(self, name, depth):
@@ -398,20 +397,28 @@ class Scene3D:
         try:
             scale = ground_scale(depth, self.K, self.args.camera_height)
         except NoGroundError as err:
-            self.no_road.append("{}: {}".format(name, err))
             if not self.scales:
-                if len(self.no_road) > self.MAX_HELD:
+                self.first_without_road = self.first_without_road or "{}: {}".format(name, err)
+                self.waiting += 1
+                if self.waiting > self.MAX_HELD:
                     raise NoGroundError("no road plane in the first {} frames ({}); --camera_height needs a flat "
                                         "road in the lower part of the image".format(
-                                            len(self.no_road), self.no_road[0])) from None
+                                            self.waiting, self.first_without_road)) from None
                 return WAIT
             tqdm.write("   {}: no road plane, using the median scale of the frames so far".format(name))
             return sequence_scale(self.scales)
-        if self.no_road and not self.scales:
+        if self.waiting:
             tqdm.write("   the {} frame(s) before {} show no road plane: they take its scale".format(
-                len(self.no_road), name))
+                self.waiting, name))
+            self.waiting = 0
         self.scales.append(scale)
         return scale
+
+    def write_cloud_of(self, name, batch, depth, scale):
+        """The frame's own point cloud, when asked for (scale None: the network's units)."""
+        if self.args.point_cloud:
+            self.write_cloud(os.path.join(self.output_dir, name + ".ply"), backproject(depth, self.K) * (scale or 1),
+                             colours_of(batch), scale is not None)
 
     def motion(self, previous, batch):
         """4 x 4 transform of camera points from the previous frame's camera to this one's."""
@@ -445,8 +452,8 @@ class Scene3D:
         if self.args.camera_height is not None:
             if not self.scales:
                 raise NoGroundError("{}; --camera_height needs a flat road in the lower part of the image".format(
-                    self.no_road[0] if len(self.no_road) == 1
-                    else "no road plane in any of the {} frames ({})".format(len(self.no_road), self.no_road[0])))
+                    self.first_without_road if self.waiting == 1
+                    else "no road plane in any of the {} frames ({})".format(self.waiting, self.first_without_road)))
             scale = sequence_scale(self.scales)
             if len(self.scales) > 1:
                 print("-> Scale of the sequence: {:.4g} m per unit (median of {} frames, 10-90%: {:.4g}-{:.4g})".format(
@@ -518,16 +525,18 @@ def run(args):
     try:
         for name, image, batch in progress(inputs, total=total, desc="demo"):
             disp = predict(batch)
-            metres = scene.frame(name, image, batch, disp_to_depth(disp, min_depth, max_depth)[1][0, 0])
-            held.append((name, image, disp))
+            held.append(Frame(name, image, batch, disp, *disp_to_depth(disp, min_depth, max_depth)))
+            metres = scene.frame(name, image, batch, held[-1].depth[0, 0])
             if metres is not WAIT:
                 for frame in held:
-                    written.frame(*frame, metres)
+                    scene.write_cloud_of(frame.name, frame.batch, frame.depth[0, 0], metres)
+                    written.frame(frame, metres)
                 held = []
         seconds = time.perf_counter() - start
         scene.finish(os.path.splitext(os.path.basename(os.path.normpath(args.image_path)))[0])
     finally:
-        written.close()
+        written.release()
+    written.announce()
     count = written.count
     print("-> Done: {} {}{} in {:.1f} s ({:.2f} {}/s)".format(
         count, "frame" if is_video else "image", "" if count == 1 else "s", seconds, count / seconds,
@@ -544,33 +553,36 @@ class FrameWriter:
         self.fps, self.stereo_scale, self.depth_range = fps, stereo_scale, depth_range
         self.count, self.video = 0, None
 
-    def frame(self, name, image, disp, metres):
-        args = self.args
-        disp_full = at_image_size(disp, image)
-        scaled_disp, depth = disp_to_depth(disp, *self.depth_range)
+    def frame(self, frame, metres):
+        """The outputs of a Frame with `metres` per unit of its depth (None when unknown)."""
+        args, name, image = self.args, frame.name, frame.image
+        disp_full = at_image_size(frame.disp, image)
         coloured = colorize(disp_full)
         if metres and (args.camera_height or args.pred_metric_depth):  # metric output asked for
             coloured = depth_bar(coloured, disp_full, lambda d: metres * disp_to_depth(d, *self.depth_range)[1])
         if self.depth_video:
             self.video = self.video or open_video_writer(self.depth_video, image.size, self.fps)
-            frame = np.concatenate([np.asarray(image), coloured], axis=1)
-            self.video.write(frame[:, :, ::-1].copy())  # OpenCV takes BGR
+            side_by_side = np.concatenate([np.asarray(image), coloured], axis=1)
+            self.video.write(side_by_side[:, :, ::-1].copy())  # OpenCV takes BGR
         self.count += 1
         if not self.per_image:
             return
         if args.pred_metric_depth:
             npy = os.path.join(self.output_dir, name + "_depth.npy")
-            np.save(npy, (metres if args.camera_height else self.stereo_scale) * depth)
+            np.save(npy, (metres if args.camera_height else self.stereo_scale) * frame.depth)
         else:
             npy = os.path.join(self.output_dir, name + "_disp.npy")
-            np.save(npy, scaled_disp)
+            np.save(npy, frame.scaled_disp)
         jpeg = os.path.join(self.output_dir, name + "_disp.jpeg")
         Image.fromarray(coloured).save(jpeg)
         tqdm.write("   {}: {} and {}".format(self.count, jpeg, npy))
 
-    def close(self):
+    def release(self):
         if self.video is not None:
             self.video.release()
+
+    def announce(self):
+        if self.video is not None:
             print("-> Depth video (input | colour-mapped disparity, {:g} frames/s): {}".format(
                 self.fps, self.depth_video))
 

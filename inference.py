@@ -48,9 +48,9 @@ class DamagedExport(ValueError):
 
     def __init__(self, paths, error, info):
         paths = (paths,) if isinstance(paths, str) else tuple(paths)
-        super().__init__("cannot load {} ({}: {}): the file is damaged; export the model again with {}".format(
+        super().__init__("cannot load {} ({}: {}): {} damaged; export the model again with {}".format(
             " or ".join(paths), type(error).__name__, " ".join(str(error).split())[:300],
-            reexport_command(model_prefix(paths[0]), info)))
+            "the file is" if len(paths) == 1 else "one of these files is", reexport_command(model_prefix(paths[0]), info)))
 
 
 def model_prefix(path):
@@ -145,15 +145,17 @@ class PaddleDepthNet(ExportedDepthNet):
         program = files[0]
         # parsed here first: Paddle's own error on a damaged program names no file (PIR .json)
         # or is a segmentation fault (the older protobuf .pdmodel)
+        # (a .pdmodel damaged where its fields still parse is not caught)
+        from google.protobuf.message import DecodeError
+        from paddle.base.proto.framework_pb2 import ProgramDesc
         try:
             if program.endswith(".json"):
                 with open(program) as f:
                     json.load(f)
             else:
-                from paddle.base.proto.framework_pb2 import ProgramDesc
                 with open(program, "rb") as f:
                     ProgramDesc.FromString(f.read())
-        except Exception as err:
+        except (ValueError, DecodeError) as err:  # ValueError: JSON and UTF-8 errors
             raise DamagedExport(program, err, self.info) from None
         config = inference.Config(*files)
         config.disable_glog_info()

@@ -3,6 +3,7 @@ colour bar in metres, read back from the files written; the depth network is rep
 that sees a flat road (an untrained network sees none), the pose network is an untrained one
 saved as training saves it."""
 import os
+import re
 
 import numpy as np
 import paddle
@@ -169,30 +170,68 @@ def test_errors_name_the_flag(mono_weights, frames, tmp_path, capsys):
     assert "000: no ground plane" in err and "--camera_height needs a flat road" in err
 
 
-def test_frames_without_a_road_wait_for_one_and_do_not_count_in_the_median(mono_weights, frames, tmp_path,
-                                                                           road_network, capsys):
-    def hide_the_road(i):  # a black top-left pixel: the road network sees a wall 5 m away (1 unit)
-        image = np.asarray(Image.open(frames / "{:03d}.png".format(i))).copy()
-        image[0, 0] = 0
-        Image.fromarray(image).save(frames / "{:03d}.png".format(i))
-    hide_the_road(0)
-    hide_the_road(2)
+def hide_the_road(frames, i):
+    """A black top-left pixel: the road network sees a wall 5 m away (1 unit) in frame i."""
+    image = np.asarray(Image.open(frames / "{:03d}.png".format(i))).copy()
+    image[0, 0] = 0
+    Image.fromarray(image).save(frames / "{:03d}.png".format(i))
+
+
+def test_frames_without_a_road_wait_for_the_first_with_one(mono_weights, frames, tmp_path, road_network, capsys):
+    hide_the_road(frames, 0)
+    hide_the_road(frames, 2)
     run_demo("--image_path", frames, "--ext", "png", "--load_weights_folder", mono_weights, "--camera_height", 1.65,
              "--pred_metric_depth", "--point_cloud", "--output_dir", tmp_path)
-    for i in range(3):  # each written with the road frame's scale: the wall 5 m away
+    truth, _ = road_depth(1.65, pitch_degrees=2, sky=MAX_DEPTH * 0.999)
+    for i in range(3):  # each written once, in order, with the road frame's scale (1 / UNKNOWN)
         depth = np.load(tmp_path / "{:03d}_depth.npy".format(i))[0, 0]
-        if i != 1:
-            np.testing.assert_allclose(depth, 5, rtol=1e-4)
+        if i == 1:
+            road = truth < 50
+            np.testing.assert_allclose(depth[road], truth[road], rtol=1e-3)
+        else:
+            np.testing.assert_allclose(depth, 5, rtol=1e-4)  # the wall 5 m away
         points, _, comments = read_ply(tmp_path / "{:03d}.ply".format(i))
         assert "metres" in comments[0]
         np.testing.assert_allclose(points[:, 2].max(), depth.max(), rtol=1e-4)
     out = capsys.readouterr().out
     assert "the 1 frame(s) before 001 show no road plane: they take its scale" in out
     assert "002: no road plane, using the median scale of the frames so far" in out
-    assert "Scale of the sequence: 5 m per unit" not in out  # one frame with a road: no sequence line
+    assert re.findall(r"^ +(\d+): .*(\d{3})_disp\.jpeg and", out, re.M) == [("1", "000"), ("2", "001"), ("3", "002")]
+    assert "-> Done: 3 images" in out
+    assert "Scale of the sequence" not in out  # one frame with a road: no sequence line
     # no frame with a road: nothing is written and the error names the frames
-    hide_the_road(1)
+    hide_the_road(frames, 1)
     err = demo_error(capsys, "--image_path", frames, "--ext", "png", "--load_weights_folder", mono_weights,
                      "--camera_height", 1.65, "--pred_metric_depth", "--output_dir", tmp_path / "none")
     assert "no road plane in any of the 3 frames (000: no ground plane" in err
     assert not os.path.exists(tmp_path / "none" / "000_depth.npy")
+
+
+def test_only_frames_with_a_road_count_in_the_sequence_scale(mono_weights, frames, tmp_path, monkeypatch, capsys):
+    scales = iter([None, 1.0, None, 3.0, 5.0])  # None: no road in that frame
+
+    def scripted(depth, K, camera_height):
+        scale = next(scales)
+        if scale is None:
+            raise demo.NoGroundError("no ground plane: scripted")
+        return scale
+    monkeypatch.setattr(demo, "ground_scale", scripted)
+    for i in range(1, 5):  # five copies of one frame: their depths differ by their scales alone
+        Image.open(frames / "000.png").save(frames / "{:03d}.png".format(i))
+    run_demo("--image_path", frames, "--ext", "png", "--load_weights_folder", mono_weights, "--camera_height", 1.65,
+             "--pred_metric_depth", "--output_dir", tmp_path)
+    # the median of 1, 3 and 5; counting frame 2 (given the median so far, 1) would make it 2
+    assert "Scale of the sequence: 3 m per unit (median of 3 frames" in capsys.readouterr().out
+    depth = [np.load(tmp_path / "{:03d}_depth.npy".format(i)) for i in range(5)]
+    np.testing.assert_allclose([np.median(d / depth[0]) for d in depth], [1, 1, 1, 3, 5], rtol=1e-6)
+
+
+def test_too_many_frames_without_a_road_stop_the_run(mono_weights, frames, tmp_path, road_network, monkeypatch,
+                                                     capsys):
+    monkeypatch.setattr(demo.Scene3D, "MAX_HELD", 1)
+    hide_the_road(frames, 0)
+    hide_the_road(frames, 1)
+    err = demo_error(capsys, "--image_path", frames, "--ext", "png", "--load_weights_folder", mono_weights,
+                     "--camera_height", 1.65, "--pred_metric_depth", "--output_dir", tmp_path)
+    assert "no road plane in the first 2 frames (000: no ground plane" in err
+    assert not os.path.exists(tmp_path / "000_depth.npy")
