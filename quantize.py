@@ -21,16 +21,30 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def calibration_paths(folder, count):
-    """Up to `count` image paths under `folder`, evenly spaced through their sorted list."""
+    """Up to `count` colour image paths under `folder`, evenly spaced through their sorted list.
+    Single-channel images (a drive's 16-bit depth maps, grayscale cameras) are left out: the
+    network sees colour frames."""
     if not os.path.isdir(folder):
         raise FileNotFoundError("--calibration {}: no such folder".format(folder))
     paths = sorted(p for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
                    if p.lower().endswith(IMAGE_EXTENSIONS))
-    if not paths:
-        raise ValueError("--calibration {}: no {} images in it or its subfolders".format(
-            folder, "/".join(IMAGE_EXTENSIONS)))
-    picks = np.unique(np.linspace(0, len(paths) - 1, min(count, len(paths))).round().astype(int))
-    return [paths[i] for i in picks]
+    colour = [p for p in tqdm(paths, desc="calibration candidates", leave=False) if is_colour(p)]
+    if not colour:
+        raise ValueError("--calibration {}: no colour {} images in it or its subfolders{}".format(
+            folder, "/".join(IMAGE_EXTENSIONS),
+            " ({} single-channel ones: depth maps or grayscale frames)".format(len(paths)) if paths else ""))
+    picks = np.unique(np.linspace(0, len(colour) - 1, min(count, len(colour))).round().astype(int))
+    return [colour[i] for i in picks]
+
+
+def is_colour(path):
+    """Whether the image's header gives more than one channel (unreadable files count as colour:
+    calibration_images names them)."""
+    try:
+        with Image.open(path) as image:
+            return len(image.getbands()) > 1
+    except (UnidentifiedImageError, OSError):
+        return True
 
 
 def calibration_images(folder, height, width, count, resize="lanczos"):

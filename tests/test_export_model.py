@@ -331,6 +331,11 @@ def write_calibration_folder(folder, count=6, size=(80, 240)):
         os.makedirs(sub, exist_ok=True)
         Image.fromarray(pixels).save(os.path.join(sub, "{:03d}.{}".format(i, "png" if i % 3 else "jpg")))
     (folder / "notes.txt").write_text("not an image")
+    # a drive's depth maps (16-bit) and a grayscale camera's frames: not calibration data
+    depth_dir = folder / "proj_depth"
+    depth_dir.mkdir()
+    Image.fromarray(np.full((40, 60), 5000, np.uint16)).save(depth_dir / "000.png")
+    Image.fromarray(np.full((40, 60), 90, np.uint8)).save(depth_dir / "001.png")
     return str(folder)
 
 
@@ -345,8 +350,10 @@ def test_calibration_images_are_spread_and_resized(tmp_path):
     with pytest.raises(FileNotFoundError, match="--calibration .*missing: no such folder"):
         quantize.calibration_paths(str(tmp_path / "missing"), 3)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no .jpg/.jpeg/.png images"):
+    with pytest.raises(ValueError, match="no colour .jpg/.jpeg/.png images in it or its subfolders$"):
         quantize.calibration_paths(str(tmp_path / "empty"), 3)
+    with pytest.raises(ValueError, match=r"no colour .* \(2 single-channel ones: depth maps or grayscale frames\)"):
+        quantize.calibration_paths(os.path.join(folder, "proj_depth"), 3)
 
 
 def test_int8_export_runs_close_to_fp32(weights, tmp_path):
