@@ -28,6 +28,7 @@ import cpu_threads  # noqa: F401  (before paddle: sets its CPU thread count)
 
 import paddle
 
+import layers
 import network
 import quantize
 
@@ -127,11 +128,14 @@ def export(folder, output, height=None, width=None, formats=FORMATS["all"], cali
         if os.path.isfile(stale):  # from an earlier export, maybe of another size
             os.remove(stale)
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(output))) as scratch:
-        program = output if "paddle" in formats else os.path.join(scratch, "depth")
         progress("tracing the network into a static program (paddle.jit.save)")
         start = time.time()
-        paddle.jit.save(paddle.jit.to_static(net, input_spec=spec, full_graph=True), program)
+        if "paddle" in formats:
+            paddle.jit.save(paddle.jit.to_static(net, input_spec=spec, full_graph=True), output)
         if "onnx" in formats:
+            program = os.path.join(scratch, "depth")
+            with layers.static_upsample("resize"):  # one Resize node, fast in OpenVINO
+                paddle.jit.save(paddle.jit.to_static(net, input_spec=spec, full_graph=True), program)
             to_onnx(program, output + ONNX_SUFFIX)
         if "int8" in formats:
             progress("quantizing to int8 with NNCF on {} images of {}".format(len(images), calibration))

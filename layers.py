@@ -1,4 +1,6 @@
 """Geometry, warping and losses of Monodepth2, shared by training, evaluation and tests."""
+import contextlib
+
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -98,17 +100,35 @@ class ConvBlock(nn.Layer):
         return self.nonlin(self.conv(x))
 
 
+STATIC_UPSAMPLE = {"mode": "expand"}  # how a traced program upsamples: "expand" or "resize"
+
+
+@contextlib.contextmanager
+def static_upsample(mode):
+    """Trace upsample() as `mode` inside the block (export_model.py: "resize" for ONNX)."""
+    before = STATIC_UPSAMPLE["mode"]
+    STATIC_UPSAMPLE["mode"] = mode
+    try:
+        yield
+    finally:
+        STATIC_UPSAMPLE["mode"] = before
+
+
 def upsample(x):
     """Nearest-neighbour upsampling by 2.
 
-    Eagerly (training, evaluation) this is F.interpolate. In a static graph, which only
-    export_model.py builds, each pixel is broadcast to a 2x2 block instead: Paddle
-    Inference 3.3.1 cannot run interpolate's scale or size attributes under oneDNN (and
-    expand is faster there than tile). The values are the same; the gradients are not bit
-    for bit (the backward sums in another order), hence the eager path keeps interpolate."""
+    Eagerly (training, evaluation) this is F.interpolate. A traced program either broadcasts
+    each pixel to a 2x2 block ("expand"), because Paddle Inference 3.3.1 cannot run
+    interpolate's scale or size attributes under oneDNN (and expand is faster there than
+    tile), or interpolates to a fixed size ("resize"), which becomes one ONNX Resize: OpenVINO
+    runs the expand as a reference kernel, a tenth of the network's time at 640x192. The values
+    are the same; the gradients are not bit for bit (the backward sums in another order),
+    hence the eager path keeps interpolate with a scale."""
     if paddle.in_dynamic_mode():
         return F.interpolate(x, scale_factor=2, mode="nearest")
     _, c, h, w = x.shape
+    if STATIC_UPSAMPLE["mode"] == "resize":
+        return F.interpolate(x, size=[2 * h, 2 * w], mode="nearest")
     return x.unsqueeze([3, 5]).expand([-1, c, h, 2, w, 2]).reshape([-1, c, 2 * h, 2 * w])
 
 

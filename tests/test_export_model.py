@@ -15,6 +15,7 @@ from export_model import load_net_and_info
 import inference
 import quantize
 from inference import BackendUnavailable, predictor
+import layers
 from layers import upsample
 from network import DepthDecoder, ResnetEncoder
 
@@ -51,14 +52,29 @@ def eager_net(weights):
     return load_net_and_info(weights)[0]
 
 
-def test_static_upsample_copies_like_nearest_interpolation():
-    """The formulation used in exported programs gives interpolate's values exactly."""
-    static_upsample = paddle.jit.to_static(upsample, full_graph=True)
-    for shape in [(2, 16, 6, 20), (1, 3, 5, 7), (3, 64, 2, 6)]:
-        x = paddle.randn(shape)
-        expected = F.interpolate(x, scale_factor=2, mode="nearest").numpy()
-        np.testing.assert_array_equal(static_upsample(x).numpy(), expected)
-        np.testing.assert_array_equal(upsample(x).numpy(), expected)
+@pytest.mark.parametrize("mode", ["expand", "resize"])
+def test_static_upsample_copies_like_nearest_interpolation(mode):
+    """Both formulations used in exported programs give interpolate's values exactly."""
+    with layers.static_upsample(mode):
+        static_upsample = paddle.jit.to_static(upsample, full_graph=True)
+        for shape in [(2, 16, 6, 20), (1, 3, 5, 7), (3, 64, 2, 6)]:
+            x = paddle.randn(shape)
+            expected = F.interpolate(x, scale_factor=2, mode="nearest").numpy()
+            np.testing.assert_array_equal(static_upsample(x).numpy(), expected)
+            np.testing.assert_array_equal(upsample(x).numpy(), expected)
+    assert layers.STATIC_UPSAMPLE["mode"] == "expand"
+
+
+def test_programs_upsample_the_way_their_runtime_runs_fast(exported):
+    """Paddle Inference gets the broadcast (its oneDNN cannot run interpolate's attributes), the
+    ONNX file one Resize per upsampling (OpenVINO's broadcast is a reference kernel)."""
+    onnx = pytest.importorskip("onnx")
+    prefix = exported[(64, 192)]
+    ops = [node.op_type for node in onnx.load(prefix + ".onnx").graph.node]
+    assert ops.count("Resize") == 5 and "Expand" not in ops
+    with open(prefix + ".json") as f:
+        program = f.read()
+    assert program.count('"1.expand"') == 5 and "interp" not in program
 
 
 def test_export_writes_program_weights_and_info(exported, weights):
