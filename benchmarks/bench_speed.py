@@ -399,9 +399,10 @@ def train_section(args, preset, data, ref, workdir):
 
 
 def exported_predictors(prefix):
-    """{"backend-precision": predictor} for every installed backend in every precision it runs
-    here (said why when not), and the seconds each took to create."""
-    nets, creation = {}, {}
+    """Yields ("backend-precision", predictor, seconds to create it) for every installed backend
+    in every precision it runs here (said why when not), one at a time: a user's process holds
+    one, and the idle thread pools of others would share the cores (each is let go when the
+    next one arrives)."""
     for backend in inference.available_backends(prefix):
         for precision in inference.PRECISIONS:
             start = time.perf_counter()
@@ -410,9 +411,7 @@ def exported_predictors(prefix):
             except inference.BackendUnavailable as err:
                 print("   skipped {} {}: {}".format(backend, precision, err))
                 continue
-            creation[backend + "-" + precision] = time.perf_counter() - start
-            nets[backend + "-" + precision] = net
-    return nets, creation
+            yield backend + "-" + precision, net, time.perf_counter() - start
 
 
 DEPLOY_GOALS = {"fp32": 0.8, "bf16": 0.35, "int8": 0.25}  # ratios to the reference's eager network
@@ -437,17 +436,19 @@ def inference_section(args, preset, data, weights, ref, workdir):
     for height, width in preset["infer_sizes"]:
         prefix = os.path.join(workdir, "exported", "depth_{}x{}".format(width, height))
         export_every_precision(weights, prefix, data, height, width)
-        exported, created = exported_predictors(prefix)
-        creation.update({"{}/{}x{}".format(mode, width, height): t for mode, t in created.items()})
-        for batch in preset["infer_batches"]:
-            images = rng.random((batch, 3, height, width), dtype=np.float32)
+        batches = {batch: rng.random((batch, 3, height, width), dtype=np.float32)
+                   for batch in preset["infer_batches"]}
+        for batch, images in batches.items():
             tensor = paddle.to_tensor(images)
-            key = "{}x{}/{}".format(width, height, batch)
             with paddle.no_grad():
-                ours[key, "eager"] = timed(lambda: net(tensor).numpy(), args.warmup, args.repeats)
-            for mode, predict in exported.items():
-                ours[key, mode] = timed(lambda: predict(images), args.warmup, args.repeats)
-                goals[mode] = DEPLOY_GOALS[predict.precision]
+                ours["{}x{}/{}".format(width, height, batch), "eager"] = timed(
+                    lambda: net(tensor).numpy(), args.warmup, args.repeats)
+        for mode, predict, seconds in exported_predictors(prefix):
+            creation["{}/{}x{}".format(mode, width, height)] = seconds
+            goals[mode] = DEPLOY_GOALS[predict.precision]
+            for batch, images in batches.items():
+                ours["{}x{}/{}".format(width, height, batch), mode] = timed(
+                    lambda: predict(images), args.warmup, args.repeats)
     reference = {}
     if ref:
         reference = ref.run("inference", sizes=preset["infer_sizes"], batches=preset["infer_batches"],
