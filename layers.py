@@ -6,6 +6,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from onednn_conv import Conv2D
+
 
 def disp_to_depth(disp, min_depth, max_depth):
     """Map the decoder's sigmoid output to (scaled disparity, depth) in [min_depth, max_depth]."""
@@ -82,7 +84,7 @@ class Conv3x3(nn.Layer):
     def __init__(self, in_channels, out_channels, use_refl=True):
         super().__init__()
         self.pad = reflection_pad if use_refl else nn.Pad2D(1)
-        self.conv = nn.Conv2D(int(in_channels), int(out_channels), 3)
+        self.conv = Conv2D(int(in_channels), int(out_channels), 3)
 
     def forward(self, x):
         return self.conv(self.pad(x))

@@ -2,6 +2,7 @@
 import paddle.nn as nn
 
 from layers import init_like_torch
+from onednn_conv import Conv2D
 
 
 class PoseCNN(nn.Layer):
@@ -13,8 +14,8 @@ class PoseCNN(nn.Layer):
         self.num_input_frames = num_input_frames
         specs = [(3 * num_input_frames, 16, 7), (16, 32, 5), (32, 64, 3), (64, 128, 3),
                  (128, 256, 3), (256, 256, 3), (256, 256, 3)]
-        self.convs = {i: nn.Conv2D(cin, cout, k, 2, k // 2) for i, (cin, cout, k) in enumerate(specs)}
-        self.pose_conv = nn.Conv2D(256, 6 * (num_input_frames - 1), 1)
+        self.convs = {i: Conv2D(cin, cout, k, 2, k // 2) for i, (cin, cout, k) in enumerate(specs)}
+        self.pose_conv = Conv2D(256, 6 * (num_input_frames - 1), 1)
         self.num_convs = len(self.convs)
         self.relu = nn.ReLU()
         self.net = nn.LayerList(list(self.convs.values()))

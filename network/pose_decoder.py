@@ -3,6 +3,7 @@ import paddle
 import paddle.nn as nn
 
 from layers import init_like_torch
+from onednn_conv import Conv2D
 
 
 class PoseDecoder(nn.Layer):
@@ -18,10 +19,10 @@ class PoseDecoder(nn.Layer):
         self.num_frames_to_predict_for = num_frames_to_predict_for
 
         self.convs = {
-            "squeeze": nn.Conv2D(int(self.num_ch_enc[-1]), 256, 1),
-            ("pose", 0): nn.Conv2D(num_input_features * 256, 256, 3, stride, 1),
-            ("pose", 1): nn.Conv2D(256, 256, 3, stride, 1),
-            ("pose", 2): nn.Conv2D(256, 6 * num_frames_to_predict_for, 1),
+            "squeeze": Conv2D(int(self.num_ch_enc[-1]), 256, 1),
+            ("pose", 0): Conv2D(num_input_features * 256, 256, 3, stride, 1),
+            ("pose", 1): Conv2D(256, 256, 3, stride, 1),
+            ("pose", 2): Conv2D(256, 6 * num_frames_to_predict_for, 1),
         }
         self.relu = nn.ReLU()
         self.net = nn.LayerList(list(self.convs.values()))

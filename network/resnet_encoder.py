@@ -6,6 +6,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from layers import init_like_torch
+from onednn_conv import Conv2D
 from torch_weights import imagenet_init
 from utils import fitting_weights
 
@@ -45,7 +46,7 @@ class BatchNorm2D(nn.BatchNorm2D):
 def conv(cin, cout, kernel, stride=1, padding=0):
     """Bias-free convolution initialised as torchvision does: He normal over the fan-out."""
     init = nn.initializer.KaimingNormal(fan_in=cout * kernel * kernel, nonlinearity="relu")
-    return nn.Conv2D(cin, cout, kernel, stride, padding, weight_attr=paddle.ParamAttr(initializer=init),
+    return Conv2D(cin, cout, kernel, stride, padding, weight_attr=paddle.ParamAttr(initializer=init),
                      bias_attr=False)
 
 

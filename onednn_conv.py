@@ -1,0 +1,218 @@
+"""Convolutions on the CPU through the oneDNN library that Paddle's wheel already ships.
+
+Paddle's eager CPU convolution is im2col + GEMM: forward and backward it took 2.4-6x PyTorch's
+time on the AMD EPYC VM, most of a training step (DEVELOPERS.md). PyTorch runs oneDNN's
+kernels; Paddle uses them only in inference programs. onednn_conv.cc is a custom operator that
+calls them eagerly: 0.6-0.9x PyTorch's time on the same shapes, and the golden check passes.
+
+It is compiled on first use (about 25 s with g++; cached under ~/.cache/monodepth2-paddle, or
+$MONODEPTH2_CACHE) against oneDNN's C++ headers, which come from the `onednn-devel` wheel of
+the oneDNN version Paddle links (downloaded by pip, its SHA-256 checked: 200 kB; installing the
+wheel would pull its runtime, several hundred MB). When anything is missing (no compiler, no
+index, another oneDNN) the convolutions stay on Paddle's kernel, said once.
+MONODEPTH2_CONV=paddle keeps them there.
+"""
+import contextlib
+import ctypes
+import fcntl
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+import zipfile
+
+import paddle
+import paddle.nn as nn
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onednn_conv.cc")
+ONEDNN_VERSION = (3, 6)  # what Paddle 3.0-3.3 link, and the headers below
+HEADERS = "onednn-devel==2025.0.1"
+HEADERS_SHA256 = "6daea2b679ccc59bf0c3a174b97ff99270d04bff1c5cacd7f1bc9b8eee99c86f"
+# The wheel's dnnl_config.h describes a SYCL + TBB build; Paddle's library uses OpenMP only.
+CONFIG_HEADER = """#ifndef ONEAPI_DNNL_DNNL_CONFIG_H
+#define ONEAPI_DNNL_DNNL_CONFIG_H
+/* written by onednn_conv.py for the oneDNN inside Paddle's CPU wheel: OpenMP, no GPU */
+#define DNNL_API __attribute__((visibility("default")))
+#define DNNL_DEPRECATED __attribute__((deprecated))
+#define DNNL_RUNTIME_NONE 0u
+#define DNNL_RUNTIME_SEQ 1u
+#define DNNL_RUNTIME_OMP 2u
+#define DNNL_RUNTIME_TBB 4u
+#define DNNL_RUNTIME_THREADPOOL 8u
+#define DNNL_RUNTIME_OCL 256u
+#define DNNL_RUNTIME_SYCL 512u
+#define DNNL_VENDOR_NONE 0u
+#define DNNL_CPU_THREADING_RUNTIME DNNL_RUNTIME_OMP
+#define DNNL_CPU_RUNTIME DNNL_RUNTIME_OMP
+#define DNNL_GPU_RUNTIME DNNL_RUNTIME_NONE
+#define DNNL_GPU_VENDOR DNNL_VENDOR_NONE
+#endif
+"""
+
+_state = {"ops": None, "tried": False}
+
+
+class Unavailable(RuntimeError):
+    """Why the oneDNN convolution cannot be built or loaded here."""
+
+
+def paddle_libs():
+    return os.path.join(os.path.dirname(paddle.__file__), "libs")
+
+
+def library_version():
+    """(major, minor, patch) of the oneDNN in Paddle's wheel."""
+    path = os.path.join(paddle_libs(), "libdnnl.so.3")
+    if not os.path.isfile(path):
+        raise Unavailable("Paddle's wheel has no {}".format(path))
+
+    class Version(ctypes.Structure):
+        _fields_ = [("major", ctypes.c_int), ("minor", ctypes.c_int), ("patch", ctypes.c_int)]
+
+    library = ctypes.CDLL(path)
+    library.dnnl_version.restype = ctypes.POINTER(Version)
+    version = library.dnnl_version().contents
+    return version.major, version.minor, version.patch
+
+
+def cache_folder():
+    """A build folder per source, Paddle and Python version."""
+    with open(SOURCE, "rb") as f:
+        digest = hashlib.sha256(f.read() + CONFIG_HEADER.encode()).hexdigest()[:12]
+    root = os.environ.get("MONODEPTH2_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "monodepth2-paddle")
+    return os.path.join(root, "onednn_conv-paddle{}-py{}{}-{}".format(
+        paddle.__version__, sys.version_info[0], sys.version_info[1], digest))
+
+
+def fetch_headers(folder):
+    """oneDNN's headers in folder/include (pip download of HEADERS, hash-checked)."""
+    include = os.path.join(folder, "include")
+    if os.path.isfile(os.path.join(include, "oneapi", "dnnl", "dnnl.hpp")):
+        return include
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        pinned = os.path.join(scratch, "headers.txt")
+        with open(pinned, "w") as f:
+            f.write("{} --hash=sha256:{}\n".format(HEADERS, HEADERS_SHA256))
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes",
+                               "--only-binary", ":all:", "-d", scratch, "-r", pinned],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+        wheels = [n for n in os.listdir(scratch) if n.endswith(".whl")]
+        if done.returncode or not wheels:
+            raise Unavailable("pip could not download {} for oneDNN's headers: {}".format(
+                HEADERS, done.stdout.strip().splitlines()[-1:] or "no wheel"))
+        unpacked = os.path.join(scratch, "include")
+        with zipfile.ZipFile(os.path.join(scratch, wheels[0])) as wheel:
+            for name in wheel.namelist():
+                marker = "/data/include/oneapi/dnnl/"
+                if marker in name and name.endswith((".h", ".hpp")):
+                    target = os.path.join(unpacked, "oneapi", "dnnl", name.rsplit("/", 1)[1])
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    with wheel.open(name) as src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        with open(os.path.join(unpacked, "oneapi", "dnnl", "dnnl_config.h"), "w") as f:
+            f.write(CONFIG_HEADER)
+        os.replace(unpacked, include)
+    return include
+
+
+@contextlib.contextmanager
+def output_to(path):
+    """Everything written to stdout and stderr inside the block, by this process and the
+    compiler's, goes to the file `path`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(path, "w") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def build_and_load():
+    """The compiled operators (built once per cache folder, under a lock: several training
+    processes may start at once)."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        raise Unavailable("built only on Linux x86_64")
+    found = library_version()
+    if found[:2] != ONEDNN_VERSION:
+        raise Unavailable("Paddle links oneDNN {}, these headers are for {}".format(
+            ".".join(map(str, found)), ".".join(map(str, ONEDNN_VERSION))))
+    if not shutil.which(os.environ.get("CXX", "c++")):
+        raise Unavailable("no C++ compiler (install g++)")
+    folder = cache_folder()
+    os.makedirs(folder, exist_ok=True)
+    failed = os.path.join(folder, "FAILED")
+    with open(os.path.join(folder, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.isfile(failed):  # each try costs half a minute: once is enough
+            with open(failed) as f:
+                raise Unavailable("{} (delete {} to try again)".format(f.read().strip(), folder))
+        try:
+            return compile_in(folder)
+        except Unavailable as err:
+            with open(failed, "w") as f:
+                f.write(str(err))
+            raise
+
+
+def compile_in(folder):
+    include = fetch_headers(folder)
+    from paddle.utils.cpp_extension import load
+
+    build = os.path.join(folder, "build")
+    if not os.path.isdir(build):
+        print("compiling the oneDNN convolution for this Paddle (once, about 25 s) in " + folder, flush=True)
+        os.makedirs(build)
+    log = os.path.join(folder, "build.log")
+    try:
+        with output_to(log), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "No ccache found"
+            return load(name="monodepth2_onednn_conv", sources=[SOURCE], extra_include_paths=[include],
+                        extra_cxx_cflags=["-O2"], build_directory=build,
+                        extra_ldflags=["-L" + paddle_libs(), "-l:libdnnl.so.3", "-Wl,-rpath," + paddle_libs()])
+    except Exception as err:  # compiler and loader errors come as anything
+        raise Unavailable("building {} failed ({}; see {})".format(SOURCE, err, log))
+
+
+def operators():
+    """The loaded operators, or None (said once) when they cannot be had."""
+    if not _state["tried"]:
+        _state["tried"] = True
+        if os.environ.get("MONODEPTH2_CONV", "onednn") != "paddle":
+            try:
+                _state["ops"] = build_and_load()
+            except Unavailable as err:
+                print("convolutions run on Paddle's own CPU kernel (slower): " + str(err), file=sys.stderr)
+    return _state["ops"]
+
+
+def pair(value):
+    return [int(value), int(value)] if isinstance(value, int) else [int(v) for v in value]
+
+
+class Conv2D(nn.Conv2D):
+    """nn.Conv2D (same parameters and weights files) whose eager float32 CPU convolution runs
+    on oneDNN when it can; exported programs and the GPU keep Paddle's."""
+
+    def forward(self, x):
+        padding = self._padding
+        if (paddle.in_dynamic_mode() and x.place.is_cpu_place() and x.dtype == paddle.float32
+                and self._groups == 1 and list(self._dilation) == [1, 1] and self._data_format == "NCHW"
+                and self._padding_mode == "zeros" and isinstance(padding, (int, list, tuple))
+                and (isinstance(padding, int) or len(padding) == 2)):
+            ops = operators()
+            if ops is not None:
+                return ops.onednn_conv2d(x, self.weight, self.bias, pair(self._stride), pair(padding),
+                                         not x.stop_gradient)
+        return super().forward(x)

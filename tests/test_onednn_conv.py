@@ -1,0 +1,157 @@
+"""The oneDNN convolution (onednn_conv.py): values and gradients against float64, where it is
+used, and what happens when it cannot be built."""
+import platform
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+import onednn_conv
+from onednn_conv import Conv2D
+
+BUILDS_HERE = platform.system() == "Linux" and platform.machine() == "x86_64"
+
+
+@pytest.fixture
+def fresh_state(monkeypatch):
+    """operators() tries again (and its result is forgotten after the test)."""
+    monkeypatch.setitem(onednn_conv._state, "tried", False)
+    monkeypatch.setitem(onednn_conv._state, "ops", None)
+
+
+def relative_l2(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def results(layer, x):
+    """Output and gradients of sum(y^2) with respect to the input (when it takes one), the
+    weights and the bias."""
+    y = layer(x)
+    (y * y).sum().backward()
+    found = {"out": y.numpy(), "weight": layer.weight.grad.numpy()}
+    if layer.bias is not None:
+        found["bias"] = layer.bias.grad.numpy()
+    if not x.stop_gradient:
+        found["input"] = x.grad.numpy()
+    return found
+
+
+def float64_results(layer, x, stride, padding):
+    x64 = paddle.to_tensor(x.numpy().astype(np.float64), stop_gradient=x.stop_gradient)
+    w64 = paddle.to_tensor(layer.weight.numpy().astype(np.float64), stop_gradient=False)
+    b64 = None if layer.bias is None else paddle.to_tensor(layer.bias.numpy().astype(np.float64),
+                                                           stop_gradient=False)
+    y = F.conv2d(x64, w64, b64, stride, padding)
+    (y * y).sum().backward()
+    found = {"out": y.numpy(), "weight": w64.grad.numpy()}
+    if b64 is not None:
+        found["bias"] = b64.grad.numpy()
+    if not x.stop_gradient:
+        found["input"] = x64.grad.numpy()
+    return found
+
+
+CASES = [  # in, out, kernel, stride, padding, bias, input takes a gradient, input H x W
+    (8, 16, 3, 1, 1, True, True, (12, 20)),      # the decoder's 3x3 on a padded input
+    (3, 64, 7, 2, 3, False, False, (24, 40)),    # the encoder's stem on images
+    (16, 1, 3, 1, 0, True, True, (14, 22)),      # one output channel (disparity)
+    (32, 64, 1, 2, 0, False, True, (9, 11)),     # a downsampling shortcut, odd size
+    (12, 12, 3, [2, 1], [1, 0], True, True, (10, 13)),
+]
+
+
+@pytest.mark.skipif(not BUILDS_HERE, reason="the oneDNN convolution is built on Linux x86_64 only")
+@pytest.mark.parametrize("cin, cout, kernel, stride, padding, bias, input_grad, size", CASES)
+def test_values_and_gradients_are_as_accurate_as_paddles(cin, cout, kernel, stride, padding, bias, input_grad,
+                                                         size):
+    assert onednn_conv.operators() is not None, "the oneDNN convolution did not build (see stderr)"
+    paddle.seed(3)
+    layer = Conv2D(cin, cout, kernel, stride, padding, bias_attr=None if bias else False)
+    x = paddle.randn((2, cin) + size)
+    x.stop_gradient = not input_grad
+    ours = results(layer, x)
+    exact = float64_results(layer, x, stride, padding)
+    assert sorted(ours) == sorted(exact)
+    for name in ours:
+        error = relative_l2(ours[name], exact[name])
+        assert error < 2e-5, (name, error)
+    with paddle.no_grad():
+        paddles = F.conv2d(x, layer.weight, layer.bias, stride, padding).numpy()
+    assert relative_l2(ours["out"], paddles) < 2e-6
+
+
+def test_eager_cpu_calls_use_the_operator_and_traced_programs_do_not(monkeypatch):
+    calls = []
+
+    class Spy:
+        def onednn_conv2d(self, x, weight, bias, stride, padding, need_dx):
+            calls.append((stride, padding, need_dx))
+            return F.conv2d(x, weight, bias, stride, padding)
+
+    monkeypatch.setitem(onednn_conv._state, "tried", True)
+    monkeypatch.setitem(onednn_conv._state, "ops", Spy())
+    layer = Conv2D(4, 6, 3, 2, 1)
+    x = paddle.randn([1, 4, 8, 8])
+    layer(x)
+    assert calls == [([2, 2], [1, 1], False)]
+    x.stop_gradient = False
+    layer(x)
+    assert calls[-1][2] is True
+    Conv2D(4, 6, 3, padding="SAME")(x)  # string padding: Paddle's kernel
+    Conv2D(4, 4, 3, padding=1, groups=2)(x)
+    Conv2D(4, 6, 3, padding=2, dilation=2)(x)
+    assert len(calls) == 2
+    traced = paddle.jit.to_static(layer, input_spec=[paddle.static.InputSpec([1, 4, 8, 8], "float32")],
+                                  full_graph=True)
+    np.testing.assert_allclose(traced(x).numpy(), F.conv2d(x, layer.weight, layer.bias, 2, 1).numpy(), atol=1e-6)
+    assert len(calls) == 2
+
+
+def test_without_the_operator_paddles_kernel_runs_and_says_why_once(monkeypatch, fresh_state, capsys):
+    def unavailable():
+        raise onednn_conv.Unavailable("no C++ compiler (install g++)")
+
+    monkeypatch.setattr(onednn_conv, "build_and_load", unavailable)
+    layer = Conv2D(3, 5, 3, 1, 1)
+    x = paddle.randn([2, 3, 6, 7])
+    for _ in range(2):
+        np.testing.assert_array_equal(layer(x).numpy(), F.conv2d(x, layer.weight, layer.bias, 1, 1).numpy())
+    err = capsys.readouterr().err
+    assert err.count("convolutions run on Paddle's own CPU kernel (slower): no C++ compiler (install g++)") == 1
+
+
+def test_monodepth2_conv_paddle_keeps_paddles_kernel(monkeypatch, fresh_state):
+    monkeypatch.setenv("MONODEPTH2_CONV", "paddle")
+    monkeypatch.setattr(onednn_conv, "build_and_load", lambda: pytest.fail("built although turned off"))
+    assert onednn_conv.operators() is None
+
+
+def test_another_onednn_version_is_refused_by_name(monkeypatch):
+    monkeypatch.setattr(onednn_conv, "library_version", lambda: (3, 9, 1))
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    with pytest.raises(onednn_conv.Unavailable, match=r"Paddle links oneDNN 3\.9\.1, these headers are for 3\.6"):
+        onednn_conv.build_and_load()
+
+
+def test_headers_of_another_hash_are_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(onednn_conv, "HEADERS_SHA256", "0" * 64)
+    with pytest.raises(onednn_conv.Unavailable, match="pip could not download onednn-devel==2025.0.1"):
+        onednn_conv.fetch_headers(str(tmp_path))
+    assert not (tmp_path / "include").exists()
+
+
+def test_a_failed_build_is_remembered_with_its_reason(monkeypatch, tmp_path):
+    monkeypatch.setattr(onednn_conv, "library_version", lambda: (3, 6, 2))
+    monkeypatch.setattr(onednn_conv, "cache_folder", lambda: str(tmp_path / "build"))
+
+    def fails(folder):
+        raise onednn_conv.Unavailable("building onednn_conv.cc failed (error: ...)")
+
+    monkeypatch.setattr(onednn_conv, "compile_in", fails)
+    with pytest.raises(onednn_conv.Unavailable, match=r"^building onednn_conv.cc failed \(error: ...\)$"):
+        onednn_conv.build_and_load()
+    monkeypatch.setattr(onednn_conv, "compile_in", lambda folder: pytest.fail("compiled again"))
+    with pytest.raises(onednn_conv.Unavailable, match="failed .*delete .*build to try again"):
+        onednn_conv.build_and_load()
