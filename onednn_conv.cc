@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -49,10 +50,12 @@ void* buffer(Role role, size_t bytes) {
   static void* data[kRoles] = {nullptr};
   static size_t size[kRoles] = {0};
   if (bytes > size[role]) {
+    size_t rounded = (bytes + 4095) / 4096 * 4096;
+    void* grown = std::aligned_alloc(4096, rounded);
+    PD_CHECK(grown != nullptr, "onednn_conv2d: out of memory (", rounded, " bytes)");
     std::free(data[role]);
-    size[role] = (bytes + 4095) / 4096 * 4096;
-    data[role] = std::aligned_alloc(4096, size[role]);
-    PD_CHECK(data[role] != nullptr, "onednn_conv2d: out of memory (", size[role], " bytes)");
+    data[role] = grown;
+    size[role] = rounded;
   }
   return data[role];
 }
@@ -168,7 +171,16 @@ Shape shape_of(const paddle::Tensor& x, const paddle::Tensor& w, bool bias,
   PD_CHECK(xs.size() == 4 && ws.size() == 4, "onednn_conv2d: 4-D input and weights");
   PD_CHECK(xs[1] == ws[1], "onednn_conv2d: the input has ", xs[1], " channels, the weights ", ws[1]);
   PD_CHECK(stride.size() == 2 && padding.size() == 2, "onednn_conv2d: two strides and paddings");
-  return {xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], stride[0], stride[1], padding[0], padding[1], bias};
+  Shape s{xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], stride[0], stride[1], padding[0], padding[1], bias};
+  PD_CHECK(s.dst()[2] > 0 && s.dst()[3] > 0, "onednn_conv2d: a ", ws[2], "x", ws[3], " kernel does not fit a ",
+           xs[2], "x", xs[3], " input padded by ", padding[0], "x", padding[1]);
+  return s;
+}
+
+std::string text(const std::vector<int64_t>& dims) {
+  std::string out;
+  for (auto d : dims) out += (out.empty() ? "" : "x") + std::to_string(d);
+  return out;
 }
 
 paddle::Tensor dense(paddle::Tensor t) { return t.is_contiguous() ? t : t.contiguous(); }
@@ -180,7 +192,7 @@ paddle::Tensor empty(const memory::dims& dims) {
 
 }  // namespace
 
-std::vector<paddle::Tensor> Forward(const paddle::Tensor& x_in, const paddle::Tensor& w_in,
+std::vector<paddle::Tensor> ForwardImpl(const paddle::Tensor& x_in, const paddle::Tensor& w_in,
                                     const paddle::optional<paddle::Tensor>& b,
                                     const std::vector<int>& stride, const std::vector<int>& padding,
                                     bool need_dx) {
@@ -205,7 +217,7 @@ std::vector<paddle::Tensor> Forward(const paddle::Tensor& x_in, const paddle::Te
   return {y};
 }
 
-std::vector<paddle::Tensor> Backward(const paddle::Tensor& x_in, const paddle::Tensor& w_in,
+std::vector<paddle::Tensor> BackwardImpl(const paddle::Tensor& x_in, const paddle::Tensor& w_in,
                                      const paddle::optional<paddle::Tensor>& b,
                                      const paddle::Tensor& dy_in, const std::vector<int>& stride,
                                      const std::vector<int>& padding, bool need_dx) {
@@ -239,6 +251,27 @@ std::vector<paddle::Tensor> Backward(const paddle::Tensor& x_in, const paddle::T
   p.bw_diff_weights.write(diff_weights, dw.data<float>());
   stream().wait();
   return {dx, dw, db};
+}
+
+// oneDNN reports failures as dnnl::error, which would end the process inside Paddle's kernel call.
+std::vector<paddle::Tensor> Forward(const paddle::Tensor& x, const paddle::Tensor& w,
+                                    const paddle::optional<paddle::Tensor>& b, const std::vector<int>& stride,
+                                    const std::vector<int>& padding, bool need_dx) {
+  try {
+    return ForwardImpl(x, w, b, stride, padding, need_dx);
+  } catch (const dnnl::error& e) {
+    PD_THROW("onednn_conv2d forward on input ", text(x.shape()), ", weights ", text(w.shape()), ": ", e.what());
+  }
+}
+
+std::vector<paddle::Tensor> Backward(const paddle::Tensor& x, const paddle::Tensor& w,
+                                     const paddle::optional<paddle::Tensor>& b, const paddle::Tensor& dy,
+                                     const std::vector<int>& stride, const std::vector<int>& padding, bool need_dx) {
+  try {
+    return BackwardImpl(x, w, b, dy, stride, padding, need_dx);
+  } catch (const dnnl::error& e) {
+    PD_THROW("onednn_conv2d backward on input ", text(x.shape()), ", weights ", text(w.shape()), ": ", e.what());
+  }
 }
 
 std::vector<std::vector<int64_t>> InferShape(const std::vector<int64_t>& x, const std::vector<int64_t>& w,

@@ -9,15 +9,17 @@ It is compiled on first use (about 25 s with g++; cached under ~/.cache/monodept
 $MONODEPTH2_CACHE) against oneDNN's C++ headers, which come from the `onednn-devel` wheel of
 the oneDNN version Paddle links (downloaded by pip, its SHA-256 checked: 200 kB; installing the
 wheel would pull its runtime, several hundred MB). When anything is missing (no compiler, no
-index, another oneDNN) the convolutions stay on Paddle's kernel, said once.
-MONODEPTH2_CONV=paddle keeps them there.
+index, another oneDNN) the convolutions stay on Paddle's kernel, said once; a failed compile
+is remembered in the cache folder (delete it to try again). MONODEPTH2_CONV=paddle keeps them
+there. The operator keeps its primitives per input shape and reorder buffers that only grow
+(a few activations' size) for the life of the process.
 """
 import contextlib
 import ctypes
-import fcntl
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,6 +34,7 @@ SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onednn_conv.c
 ONEDNN_VERSION = (3, 6)  # what Paddle 3.0-3.3 link, and the headers below
 HEADERS = "onednn-devel==2025.0.1"
 HEADERS_SHA256 = "6daea2b679ccc59bf0c3a174b97ff99270d04bff1c5cacd7f1bc9b8eee99c86f"
+CXX_FLAGS = ["-O2"]
 # The wheel's dnnl_config.h describes a SYCL + TBB build; Paddle's library uses OpenMP only.
 CONFIG_HEADER = """#ifndef ONEAPI_DNNL_DNNL_CONFIG_H
 #define ONEAPI_DNNL_DNNL_CONFIG_H
@@ -60,6 +63,10 @@ class Unavailable(RuntimeError):
     """Why the oneDNN convolution cannot be built or loaded here."""
 
 
+class CompileFailed(Unavailable):
+    """The compiler or the loader refused: it would again, so it is remembered."""
+
+
 def paddle_libs():
     return os.path.join(os.path.dirname(paddle.__file__), "libs")
 
@@ -82,7 +89,8 @@ def library_version():
 def cache_folder():
     """A build folder per source, Paddle and Python version."""
     with open(SOURCE, "rb") as f:
-        digest = hashlib.sha256(f.read() + CONFIG_HEADER.encode()).hexdigest()[:12]
+        recipe = [f.read().decode(), CONFIG_HEADER, HEADERS, HEADERS_SHA256] + CXX_FLAGS
+    digest = hashlib.sha256("\n".join(recipe).encode()).hexdigest()[:12]
     root = os.environ.get("MONODEPTH2_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "monodepth2-paddle")
     return os.path.join(root, "onednn_conv-paddle{}-py{}{}-{}".format(
         paddle.__version__, sys.version_info[0], sys.version_info[1], digest))
@@ -101,9 +109,13 @@ def fetch_headers(folder):
                                "--only-binary", ":all:", "-d", scratch, "-r", pinned],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
         wheels = [n for n in os.listdir(scratch) if n.endswith(".whl")]
+        if "DO NOT MATCH THE HASHES" in done.stdout:
+            raise Unavailable("the {} that pip found does not have the SHA-256 pinned in {} (a changed "
+                              "index or mirror?)".format(HEADERS, __file__))
         if done.returncode or not wheels:
-            raise Unavailable("pip could not download {} for oneDNN's headers: {}".format(
-                HEADERS, done.stdout.strip().splitlines()[-1:] or "no wheel"))
+            last = (done.stdout.strip().splitlines() or ["no wheel"])[-1]
+            raise Unavailable("pip could not download {} for oneDNN's headers ({}); offline, put the wheel "
+                              "in a folder and set PIP_FIND_LINKS to it".format(HEADERS, last.strip()))
         unpacked = os.path.join(scratch, "include")
         with zipfile.ZipFile(os.path.join(scratch, wheels[0])) as wheel:
             for name in wheel.namelist():
@@ -148,22 +160,28 @@ def build_and_load():
     if found[:2] != ONEDNN_VERSION:
         raise Unavailable("Paddle links oneDNN {}, these headers are for {}".format(
             ".".join(map(str, found)), ".".join(map(str, ONEDNN_VERSION))))
-    if not shutil.which(os.environ.get("CXX", "c++")):
-        raise Unavailable("no C++ compiler (install g++)")
+    compiler = (shlex.split(os.environ.get("CXX", "")) or ["c++"])[-1]
+    if not shutil.which(compiler):
+        raise Unavailable("no C++ compiler {} (install g++)".format(compiler))
+    import fcntl
+
     folder = cache_folder()
-    os.makedirs(folder, exist_ok=True)
-    failed = os.path.join(folder, "FAILED")
-    with open(os.path.join(folder, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.path.isfile(failed):  # each try costs half a minute: once is enough
-            with open(failed) as f:
-                raise Unavailable("{} (delete {} to try again)".format(f.read().strip(), folder))
-        try:
-            return compile_in(folder)
-        except Unavailable as err:
-            with open(failed, "w") as f:
-                f.write(str(err))
-            raise
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)  # it holds code this process loads: the user's only
+        with open(os.path.join(folder, ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            failed = os.path.join(folder, "FAILED")
+            if os.path.isfile(failed):  # each try costs half a minute: once is enough
+                with open(failed) as f:
+                    raise Unavailable("{} (delete {} to try again)".format(f.read().strip(), folder))
+            try:
+                return compile_in(folder)
+            except CompileFailed as err:
+                with open(failed, "w") as f:
+                    f.write(str(err))
+                raise
+    except OSError as err:
+        raise Unavailable("cannot build in {} ({}); set MONODEPTH2_CACHE to a writable folder".format(folder, err))
 
 
 def compile_in(folder):
@@ -172,17 +190,18 @@ def compile_in(folder):
 
     build = os.path.join(folder, "build")
     if not os.path.isdir(build):
-        print("compiling the oneDNN convolution for this Paddle (once, about 25 s) in " + folder, flush=True)
+        print("compiling the oneDNN convolution for this Paddle (once, about 25 s) in " + folder, file=sys.stderr,
+              flush=True)
         os.makedirs(build)
     log = os.path.join(folder, "build.log")
     try:
         with output_to(log), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "No ccache found"
             return load(name="monodepth2_onednn_conv", sources=[SOURCE], extra_include_paths=[include],
-                        extra_cxx_cflags=["-O2"], build_directory=build,
+                        extra_cxx_cflags=CXX_FLAGS, build_directory=build,
                         extra_ldflags=["-L" + paddle_libs(), "-l:libdnnl.so.3", "-Wl,-rpath," + paddle_libs()])
     except Exception as err:  # compiler and loader errors come as anything
-        raise Unavailable("building {} failed ({}; see {})".format(SOURCE, err, log))
+        raise CompileFailed("building {} failed ({}; see {})".format(SOURCE, err, log))
 
 
 def operators():
@@ -193,12 +212,9 @@ def operators():
             try:
                 _state["ops"] = build_and_load()
             except Unavailable as err:
-                print("convolutions run on Paddle's own CPU kernel (slower): " + str(err), file=sys.stderr)
+                print("convolutions run on Paddle's own CPU kernel (slower; MONODEPTH2_CONV=paddle says so "
+                      "without trying): " + str(err), file=sys.stderr)
     return _state["ops"]
-
-
-def pair(value):
-    return [int(value), int(value)] if isinstance(value, int) else [int(v) for v in value]
 
 
 class Conv2D(nn.Conv2D):
@@ -206,13 +222,13 @@ class Conv2D(nn.Conv2D):
     on oneDNN when it can; exported programs and the GPU keep Paddle's."""
 
     def forward(self, x):
-        padding = self._padding
-        if (paddle.in_dynamic_mode() and x.place.is_cpu_place() and x.dtype == paddle.float32
-                and self._groups == 1 and list(self._dilation) == [1, 1] and self._data_format == "NCHW"
-                and self._padding_mode == "zeros" and isinstance(padding, (int, list, tuple))
-                and (isinstance(padding, int) or len(padding) == 2)):
+        if (paddle.in_dynamic_mode() and x.place.is_cpu_place() and self._groups == 1
+                and list(self._dilation) == [1, 1] and self._data_format == "NCHW"
+                and self._padding_mode == "zeros" and self._padding_algorithm in ("EXPLICIT", "VALID")
+                and len(self._updated_padding) == 2
+                and all(t is None or t.dtype == paddle.float32 for t in (x, self.weight, self.bias))):
             ops = operators()
             if ops is not None:
-                return ops.onednn_conv2d(x, self.weight, self.bias, pair(self._stride), pair(padding),
-                                         not x.stop_gradient)
+                return ops.onednn_conv2d(x, self.weight, self.bias, [int(s) for s in self._stride],
+                                         [int(p) for p in self._updated_padding], not x.stop_gradient)
         return super().forward(x)

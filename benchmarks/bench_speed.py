@@ -401,8 +401,8 @@ def train_section(args, preset, data, ref, workdir):
 def exported_predictors(prefix):
     """Yields ("backend-precision", predictor, seconds to create it) for every installed backend
     in every precision it runs here (said why when not), one at a time: a user's process holds
-    one, and the idle thread pools of others would share the cores (each is let go when the
-    next one arrives)."""
+    one, and the idle thread pools of others would share the cores (the caller lets go of each
+    before asking for the next)."""
     for backend in inference.available_backends(prefix):
         for precision in inference.PRECISIONS:
             start = time.perf_counter()
@@ -412,6 +412,7 @@ def exported_predictors(prefix):
                 print("   skipped {} {}: {}".format(backend, precision, err))
                 continue
             yield backend + "-" + precision, net, time.perf_counter() - start
+            del net
 
 
 DEPLOY_GOALS = {"fp32": 0.8, "bf16": 0.35, "int8": 0.25}  # ratios to the reference's eager network
@@ -449,6 +450,7 @@ def inference_section(args, preset, data, weights, ref, workdir):
             for batch, images in batches.items():
                 ours["{}x{}/{}".format(width, height, batch), mode] = timed(
                     lambda: predict(images), args.warmup, args.repeats)
+            predict = None  # let it go before the next one is created
     reference = {}
     if ref:
         reference = ref.run("inference", sizes=preset["infer_sizes"], batches=preset["infer_batches"],

@@ -47,7 +47,7 @@ def conv(cin, cout, kernel, stride=1, padding=0):
     """Bias-free convolution initialised as torchvision does: He normal over the fan-out."""
     init = nn.initializer.KaimingNormal(fan_in=cout * kernel * kernel, nonlinearity="relu")
     return Conv2D(cin, cout, kernel, stride, padding, weight_attr=paddle.ParamAttr(initializer=init),
-                     bias_attr=False)
+                  bias_attr=False)
 
 
 def conv3x3(cin, cout, stride=1):

@@ -1,6 +1,7 @@
 """The oneDNN convolution (onednn_conv.py): values and gradients against float64, where it is
 used, and what happens when it cannot be built."""
 import platform
+import zipfile
 
 import numpy as np
 import paddle
@@ -73,6 +74,7 @@ def test_values_and_gradients_are_as_accurate_as_paddles(cin, cout, kernel, stri
     ours = results(layer, x)
     exact = float64_results(layer, x, stride, padding)
     assert sorted(ours) == sorted(exact)
+    assert (x.grad is None) == (not input_grad)
     for name in ours:
         error = relative_l2(ours[name], exact[name])
         assert error < 2e-5, (name, error)
@@ -98,14 +100,22 @@ def test_eager_cpu_calls_use_the_operator_and_traced_programs_do_not(monkeypatch
     x.stop_gradient = False
     layer(x)
     assert calls[-1][2] is True
-    Conv2D(4, 6, 3, padding="SAME")(x)  # string padding: Paddle's kernel
-    Conv2D(4, 4, 3, padding=1, groups=2)(x)
-    Conv2D(4, 6, 3, padding=2, dilation=2)(x)
-    assert len(calls) == 2
+    Conv2D(4, 6, 3, padding=[1, 1, 2, 2])(x)  # symmetric per axis, as Paddle reads it
+    Conv2D(4, 6, 3, padding="VALID")(x)
+    assert calls[2:] == [([1, 1], [1, 2], True), ([1, 1], [0, 0], True)]
+    for other in [Conv2D(4, 6, 3, padding="SAME"), Conv2D(4, 6, 3, padding=[0, 1, 1, 1]),
+                  Conv2D(4, 4, 3, padding=1, groups=2), Conv2D(4, 6, 3, padding=2, dilation=2),
+                  Conv2D(4, 6, 3, padding=1, padding_mode="reflect")]:
+        other(x)  # Paddle's kernel
+    Conv2D(8, 6, 3, data_format="NHWC")(paddle.randn([1, 5, 5, 8]))
+    as_float64 = Conv2D(4, 6, 3)
+    as_float64.to(dtype="float64")
+    as_float64(x.astype("float64"))
+    assert len(calls) == 4
     traced = paddle.jit.to_static(layer, input_spec=[paddle.static.InputSpec([1, 4, 8, 8], "float32")],
                                   full_graph=True)
     np.testing.assert_allclose(traced(x).numpy(), F.conv2d(x, layer.weight, layer.bias, 2, 1).numpy(), atol=1e-6)
-    assert len(calls) == 2
+    assert len(calls) == 4
 
 
 def test_without_the_operator_paddles_kernel_runs_and_says_why_once(monkeypatch, fresh_state, capsys):
@@ -118,7 +128,8 @@ def test_without_the_operator_paddles_kernel_runs_and_says_why_once(monkeypatch,
     for _ in range(2):
         np.testing.assert_array_equal(layer(x).numpy(), F.conv2d(x, layer.weight, layer.bias, 1, 1).numpy())
     err = capsys.readouterr().err
-    assert err.count("convolutions run on Paddle's own CPU kernel (slower): no C++ compiler (install g++)") == 1
+    assert err.count("convolutions run on Paddle's own CPU kernel") == 1
+    assert err.strip().endswith("no C++ compiler (install g++)")
 
 
 def test_monodepth2_conv_paddle_keeps_paddles_kernel(monkeypatch, fresh_state):
@@ -127,31 +138,60 @@ def test_monodepth2_conv_paddle_keeps_paddles_kernel(monkeypatch, fresh_state):
     assert onednn_conv.operators() is None
 
 
-def test_another_onednn_version_is_refused_by_name(monkeypatch):
+def test_another_onednn_version_is_refused_by_name(monkeypatch, tmp_path):
+    build_here(monkeypatch, tmp_path)
     monkeypatch.setattr(onednn_conv, "library_version", lambda: (3, 9, 1))
-    monkeypatch.setattr(platform, "system", lambda: "Linux")
-    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     with pytest.raises(onednn_conv.Unavailable, match=r"Paddle links oneDNN 3\.9\.1, these headers are for 3\.6"):
         onednn_conv.build_and_load()
 
 
-def test_headers_of_another_hash_are_refused(monkeypatch, tmp_path):
-    monkeypatch.setattr(onednn_conv, "HEADERS_SHA256", "0" * 64)
-    with pytest.raises(onednn_conv.Unavailable, match="pip could not download onednn-devel==2025.0.1"):
+def test_headers_are_taken_only_with_the_pinned_hash(monkeypatch, tmp_path):
+    """A wheel of the right name and other contents (a changed mirror) is refused; without an
+    index nothing is fetched. Neither is remembered as a failure: the next run tries again."""
+    offered = tmp_path / "offered"
+    offered.mkdir()
+    with zipfile.ZipFile(str(offered / "onednn_devel-2025.0.1-py2.py3-none-manylinux_2_28_x86_64.whl"), "w") as wheel:
+        wheel.writestr("onednn_devel-2025.0.1.data/data/include/oneapi/dnnl/dnnl.hpp", "#error planted\n")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(offered))
+    with pytest.raises(onednn_conv.Unavailable, match="does not have the SHA-256 pinned in"):
         onednn_conv.fetch_headers(str(tmp_path))
     assert not (tmp_path / "include").exists()
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "nothing"))
+    with pytest.raises(onednn_conv.Unavailable, match="pip could not download onednn-devel==2025.0.1 .*PIP_FIND_LINKS"):
+        onednn_conv.fetch_headers(str(tmp_path))
+    build_here(monkeypatch, tmp_path / "cache")
+    with pytest.raises(onednn_conv.Unavailable, match="pip could not download"):
+        onednn_conv.build_and_load()
+    assert not (tmp_path / "cache" / "FAILED").exists()
 
 
-def test_a_failed_build_is_remembered_with_its_reason(monkeypatch, tmp_path):
+def build_here(monkeypatch, folder):
+    """build_and_load as on a Linux x86_64 machine with Paddle's oneDNN and a compiler, into `folder`."""
     monkeypatch.setattr(onednn_conv, "library_version", lambda: (3, 6, 2))
-    monkeypatch.setattr(onednn_conv, "cache_folder", lambda: str(tmp_path / "build"))
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(onednn_conv.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(onednn_conv, "cache_folder", lambda: str(folder))
+
+
+def test_a_failed_compile_is_remembered_with_its_reason(monkeypatch, tmp_path):
+    build_here(monkeypatch, tmp_path / "build")
 
     def fails(folder):
-        raise onednn_conv.Unavailable("building onednn_conv.cc failed (error: ...)")
+        raise onednn_conv.CompileFailed("building onednn_conv.cc failed (error: ...)")
 
     monkeypatch.setattr(onednn_conv, "compile_in", fails)
     with pytest.raises(onednn_conv.Unavailable, match=r"^building onednn_conv.cc failed \(error: ...\)$"):
         onednn_conv.build_and_load()
     monkeypatch.setattr(onednn_conv, "compile_in", lambda folder: pytest.fail("compiled again"))
     with pytest.raises(onednn_conv.Unavailable, match="failed .*delete .*build to try again"):
+        onednn_conv.build_and_load()
+
+
+def test_an_unwritable_cache_is_named(monkeypatch, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    build_here(monkeypatch, blocked / "build")
+    with pytest.raises(onednn_conv.Unavailable, match="cannot build in .*file/build .*MONODEPTH2_CACHE"):
         onednn_conv.build_and_load()
