@@ -71,5 +71,8 @@ def quantize(onnx_path, output, images):
 
     model = openvino.Core().read_model(onnx_path)
     model.reshape(list(images[0].shape))
-    quantized = nncf.quantize(model, nncf.Dataset(images), subset_size=len(images))
+    # MIXED: activations asymmetric (the decoder's ELU outputs reach down to -1 and are mostly
+    # small): the 64x192 network's disparities moved 1.1% on average instead of 5.3%.
+    quantized = nncf.quantize(model, nncf.Dataset(images), subset_size=len(images),
+                              preset=nncf.QuantizationPreset.MIXED)
     openvino.save_model(quantized, output, compress_to_fp16=False)
