@@ -29,6 +29,7 @@ import zipfile
 
 import paddle
 import paddle.nn as nn
+import paddle.nn.functional as F
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onednn_conv.cc")
 ONEDNN_VERSION = (3, 6)  # what Paddle 3.0-3.3 link, and the headers below
@@ -217,18 +218,26 @@ def operators():
     return _state["ops"]
 
 
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """F.conv2d with groups 1, dilation 1, NCHW and the same padding on both sides of an axis,
+    on oneDNN when the call is eager, on the CPU and in float32 (else F.conv2d)."""
+    stride = [int(stride)] * 2 if isinstance(stride, int) else [int(s) for s in stride]
+    padding = [int(padding)] * 2 if isinstance(padding, int) else [int(p) for p in padding]
+    if (paddle.in_dynamic_mode() and x.place.is_cpu_place() and len(stride) == 2 and len(padding) == 2
+            and all(t is None or t.dtype == paddle.float32 for t in (x, weight, bias))):
+        ops = operators()
+        if ops is not None:
+            return ops.onednn_conv2d(x, weight, bias, stride, padding, not x.stop_gradient)
+    return F.conv2d(x, weight, bias, stride, padding)
+
+
 class Conv2D(nn.Conv2D):
     """nn.Conv2D (same parameters and weights files) whose eager float32 CPU convolution runs
-    on oneDNN when it can; exported programs and the GPU keep Paddle's."""
+    on oneDNN when it can (conv2d); exported programs and the GPU keep Paddle's."""
 
     def forward(self, x):
-        if (paddle.in_dynamic_mode() and x.place.is_cpu_place() and self._groups == 1
-                and list(self._dilation) == [1, 1] and self._data_format == "NCHW"
+        if (self._groups == 1 and list(self._dilation) == [1, 1] and self._data_format == "NCHW"
                 and self._padding_mode == "zeros" and self._padding_algorithm in ("EXPLICIT", "VALID")
-                and len(self._updated_padding) == 2
-                and all(t is None or t.dtype == paddle.float32 for t in (x, self.weight, self.bias))):
-            ops = operators()
-            if ops is not None:
-                return ops.onednn_conv2d(x, self.weight, self.bias, [int(s) for s in self._stride],
-                                         [int(p) for p in self._updated_padding], not x.stop_gradient)
+                and len(self._updated_padding) == 2):
+            return conv2d(x, self.weight, self.bias, self._stride, self._updated_padding)
         return super().forward(x)

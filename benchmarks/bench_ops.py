@@ -4,7 +4,8 @@
                                    [--json benchmarks/bench_ops.json] [--no_ref]
 
 Each op is one expression of `F` (paddle.nn.functional or torch.nn.functional: the
-calls below mean the same in both) on the same seeded inputs, at the sizes of a 640x192
+calls below mean the same in both) or `P` (the project's convolution, onednn_conv.conv2d,
+against torch's F) on the same seeded inputs, at the sizes of a 640x192
 batch-2 training step; it is timed forward only (no autograd) and forward + backward
 (of the output's sum, into every input marked as needing a gradient). With --ref_python
 (default ../refvenv/bin/python, if present) torch runs the same ops in a worker process
@@ -27,12 +28,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Shapes are those of the 640x192 mono+stereo step, batch 2 (SSIM pools five moments of
 # three channels at once, on reflection-padded images; the encoder's input needs no gradient).
 OPS = {
-    "conv2d 64->64 3x3 96x320": ("F.conv2d(a, b, padding=1)",
+    "conv2d 64->64 3x3 96x320": ("P.conv2d(a, b, padding=1)",
                                  [((2, 64, 96, 320), "randn", True), ((64, 64, 3, 3), "randn", True)]),
-    "conv2d 3->64 7x7/2 192x640": ("F.conv2d(a, b, stride=2, padding=3)",
+    "conv2d 3->64 7x7/2 192x640": ("P.conv2d(a, b, stride=2, padding=3)",
                                    [((2, 3, 192, 640), "randn", False), ((64, 3, 7, 7), "randn", True)]),
-    "conv2d 512->256 3x3 6x20": ("F.conv2d(a, b, padding=1)",
+    "conv2d 512->256 3x3 6x20": ("P.conv2d(a, b, padding=1)",
                                  [((2, 512, 6, 20), "randn", True), ((256, 512, 3, 3), "randn", True)]),
+    "conv2d 32->16 3x3 192x640": ("P.conv2d(a, b, padding=1)",
+                                  [((2, 32, 192, 640), "randn", True), ((16, 32, 3, 3), "randn", True)]),
     "batch_norm train 64ch 96x320": ("F.batch_norm(a, b, c, d, e, training=True)",
                                      [((2, 64, 96, 320), "randn", True), ((64,), "zeros", False),
                                       ((64,), "ones", False), ((64,), "ones", True), ((64,), "zeros", True)]),
@@ -86,9 +89,12 @@ class Side:
             import torch
             torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
             self.lib, self.F = torch, torch.nn.functional
+            self.P = self.F
         else:
             import paddle
+            import onednn_conv
             self.lib, self.F = paddle, paddle.nn.functional
+            self.P = onednn_conv
 
     def tensor(self, array, grad):
         if self.name == "torch":
@@ -103,7 +109,7 @@ class Side:
         inputs = dict(zip("abcde", [self.tensor(a, grad and mode != "fwd")
                                     for a, (_, _, grad) in zip(input_arrays(spec, quick), spec)]))
         code = compile(expression, op, "eval")
-        scope = dict(inputs, F=self.F)
+        scope = dict(inputs, F=self.F, P=self.P)
 
         def run():
             if mode == "fwd":
