@@ -93,10 +93,10 @@ def to_onnx(program_prefix, output):
         paddle2onnx.export(program_prefix + ".json", program_prefix + ".pdiparams", partial,
                            opset_version=ONNX_OPSET, auto_upgrade_opset=False)
     except Exception as err:  # paddle2onnx raises anything, or logs and writes nothing
-        problem = "could not convert {}.json: {}".format(program_prefix, err)
+        problem = "could not convert the traced network to {}: {}".format(output, err)
     else:
         problem = None if os.path.isfile(partial) else \
-            "wrote no ONNX file for {}.json (see its messages above)".format(program_prefix)
+            "wrote no ONNX file {} (see its messages above)".format(output)
     if problem:
         if os.path.isfile(partial):
             os.remove(partial)

@@ -441,7 +441,7 @@ def test_a_failed_onnx_conversion_on_first_use_falls_back_to_paddle_inference(st
     run_demo("--image_path", images / "a.png", "--load_weights_folder", weights, "--exported",
              "--output_dir", tmp_path / "out")
     out = capsys.readouterr().out
-    assert "no ONNX model (paddle2onnx wrote no ONNX file for {}.json".format(weights / "inference" / "depth") in out
+    assert "no ONNX model (paddle2onnx wrote no ONNX file {}.onnx".format(weights / "inference" / "depth") in out
     assert "Paddle Inference alone" in out and "paddle fp32" in out
     assert sorted(os.listdir(weights / "inference")) == ["depth.info.json", "depth.json", "depth.pdiparams"]
     assert sorted(os.listdir(tmp_path / "out")) == ["a_disp.jpeg", "a_disp.npy"]
