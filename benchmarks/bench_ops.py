@@ -4,8 +4,8 @@
                                    [--json benchmarks/bench_ops.json] [--no_ref]
 
 Each op is one expression of `F` (paddle.nn.functional or torch.nn.functional: the
-calls below mean the same in both) or `P` (the project's convolution, onednn_conv.conv2d,
-against torch's F) on the same seeded inputs, at the sizes of a 640x192
+calls below mean the same in both) or `P` (the project's own: cpu_ops.conv2d, layers.warp and
+layers.reflection_pad, against torch's F doing the same) on the same seeded inputs, at the sizes of a 640x192
 batch-2 training step; it is timed forward only (no autograd) and forward + backward
 (of the output's sum, into every input marked as needing a gradient). With --ref_python
 (default ../refvenv/bin/python, if present) torch runs the same ops in a worker process
@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 
@@ -49,7 +50,9 @@ OPS = {
         [((2, 1, 96, 320), "randn", True)]),
     "interpolate nearest x2 64ch 48x160": ("F.interpolate(a, scale_factor=2, mode='nearest')",
                                            [((2, 64, 48, 160), "randn", True)]),
+    "warp (project's) 192x640": ("P.warp(a, b)", [((2, 3, 192, 640), "randn", False), ((2, 192, 640, 2), "grid", True)]),
     "pad reflect 1 3ch 192x640": ("F.pad(a, [1, 1, 1, 1], mode='reflect')", [((2, 3, 192, 640), "randn", True)]),
+    "pad reflect 1 (project's) 32ch 192x640": ("P.reflection_pad(a)", [((2, 32, 192, 640), "randn", True)]),
     "pow 2 15ch 192x640": ("a ** 2", [((2, 15, 192, 640), "randn", True)]),
 }
 MODES = ("fwd", "fwd+bwd")
@@ -89,12 +92,17 @@ class Side:
             import torch
             torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
             self.lib, self.F = torch, torch.nn.functional
-            self.P = self.F
+            self.P = types.SimpleNamespace(
+                conv2d=self.F.conv2d, reflection_pad=lambda a: self.F.pad(a, [1, 1, 1, 1], mode="reflect"),
+                warp=lambda a, b: self.F.grid_sample(a, b, mode="bilinear", padding_mode="border",
+                                                     align_corners=True))
         else:
             import paddle
-            import onednn_conv
+            import cpu_ops
+            import layers
             self.lib, self.F = paddle, paddle.nn.functional
-            self.P = onednn_conv
+            self.P = types.SimpleNamespace(conv2d=cpu_ops.conv2d, reflection_pad=layers.reflection_pad,
+                                           warp=layers.warp)
 
     def tensor(self, array, grad):
         if self.name == "torch":

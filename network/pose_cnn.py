@@ -2,7 +2,7 @@
 import paddle.nn as nn
 
 from layers import init_like_torch
-from onednn_conv import Conv2D
+from cpu_ops import Conv2D
 
 
 class PoseCNN(nn.Layer):

@@ -3,7 +3,7 @@ import paddle
 import paddle.nn as nn
 
 from layers import init_like_torch
-from onednn_conv import Conv2D
+from cpu_ops import Conv2D
 
 
 class PoseDecoder(nn.Layer):

@@ -6,7 +6,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from layers import init_like_torch
-from onednn_conv import Conv2D
+from cpu_ops import Conv2D
 from torch_weights import imagenet_init
 from utils import fitting_weights
 

@@ -1,18 +1,21 @@
-"""Convolutions on the CPU through the oneDNN library that Paddle's wheel already ships.
+"""CPU operators for Paddle's eager mode, compiled on first use: the convolutions on the oneDNN
+library that Paddle's wheel already ships, the reflection padding and the bilinear warp.
 
 Paddle's eager CPU convolution is im2col + GEMM: forward and backward it took 2.4-6x PyTorch's
 time on the AMD EPYC VM, most of a training step (DEVELOPERS.md). PyTorch runs oneDNN's
-kernels; Paddle uses them only in inference programs. onednn_conv.cc is a custom operator that
-calls them eagerly: 0.6-0.9x PyTorch's time on the same shapes, and the golden check passes.
+kernels; Paddle uses them only in inference programs. kernels/onednn_conv.cc calls them
+eagerly: 0.6-0.9x PyTorch's time on the same shapes, and the golden check passes. Paddle's
+reflection padding and grid_sample took 5-10x PyTorch's time; kernels/*.cc has plain loops.
 
-It is compiled on first use (about 25 s with g++; cached under ~/.cache/monodepth2-paddle, or
-$MONODEPTH2_CACHE) against oneDNN's C++ headers, which come from the `onednn-devel` wheel of
-the oneDNN version Paddle links (downloaded by pip, its SHA-256 checked: 200 kB; installing the
-wheel would pull its runtime, several hundred MB). When anything is missing (no compiler, no
-index, another oneDNN) the convolutions stay on Paddle's kernel, said once; a failed compile
-is remembered in the cache folder (delete it to try again). MONODEPTH2_CONV=paddle keeps them
-there. The operator keeps its primitives per input shape and reorder buffers that only grow
-(a few activations' size) for the life of the process.
+They are compiled together on first use (about 30 s with g++; cached under
+~/.cache/monodepth2-paddle, or $MONODEPTH2_CACHE) against oneDNN's C++ headers, which come from
+the `onednn-devel` wheel of the oneDNN version Paddle links (downloaded by pip, its SHA-256
+checked: 200 kB; installing the wheel would pull its runtime, several hundred MB). When
+anything is missing (no compiler, no index, another oneDNN) everything stays on Paddle's own
+kernels, said once; a failed compile is remembered in the cache folder (delete it to try
+again). MONODEPTH2_CPU_OPS=paddle keeps them there. The convolution keeps its primitives per
+input shape and reorder buffers that only grow (a few activations' size) for the life of the
+process.
 """
 import contextlib
 import ctypes
@@ -31,15 +34,16 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onednn_conv.cc")
+KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
+SOURCES = sorted(os.path.join(KERNELS, name) for name in os.listdir(KERNELS) if name.endswith(".cc"))
 ONEDNN_VERSION = (3, 6)  # what Paddle 3.0-3.3 link, and the headers below
 HEADERS = "onednn-devel==2025.0.1"
 HEADERS_SHA256 = "6daea2b679ccc59bf0c3a174b97ff99270d04bff1c5cacd7f1bc9b8eee99c86f"
-CXX_FLAGS = ["-O2"]
+CXX_FLAGS = ["-O2", "-fopenmp"]
 # The wheel's dnnl_config.h describes a SYCL + TBB build; Paddle's library uses OpenMP only.
 CONFIG_HEADER = """#ifndef ONEAPI_DNNL_DNNL_CONFIG_H
 #define ONEAPI_DNNL_DNNL_CONFIG_H
-/* written by onednn_conv.py for the oneDNN inside Paddle's CPU wheel: OpenMP, no GPU */
+/* written by cpu_ops.py for the oneDNN inside Paddle's CPU wheel: OpenMP, no GPU */
 #define DNNL_API __attribute__((visibility("default")))
 #define DNNL_DEPRECATED __attribute__((deprecated))
 #define DNNL_RUNTIME_NONE 0u
@@ -61,7 +65,7 @@ _state = {"ops": None, "tried": False}
 
 
 class Unavailable(RuntimeError):
-    """Why the oneDNN convolution cannot be built or loaded here."""
+    """Why the operators cannot be built or loaded here."""
 
 
 class CompileFailed(Unavailable):
@@ -89,11 +93,13 @@ def library_version():
 
 def cache_folder():
     """A build folder per source, Paddle and Python version."""
-    with open(SOURCE, "rb") as f:
-        recipe = [f.read().decode(), CONFIG_HEADER, HEADERS, HEADERS_SHA256] + CXX_FLAGS
+    recipe = [CONFIG_HEADER, HEADERS, HEADERS_SHA256] + CXX_FLAGS
+    for source in SOURCES:
+        with open(source, "rb") as f:
+            recipe += [os.path.basename(source), f.read().decode()]
     digest = hashlib.sha256("\n".join(recipe).encode()).hexdigest()[:12]
     root = os.environ.get("MONODEPTH2_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "monodepth2-paddle")
-    return os.path.join(root, "onednn_conv-paddle{}-py{}{}-{}".format(
+    return os.path.join(root, "cpu_ops-paddle{}-py{}{}-{}".format(
         paddle.__version__, sys.version_info[0], sys.version_info[1], digest))
 
 
@@ -191,31 +197,41 @@ def compile_in(folder):
 
     build = os.path.join(folder, "build")
     if not os.path.isdir(build):
-        print("compiling the oneDNN convolution for this Paddle (once, about 25 s) in " + folder, file=sys.stderr,
+        print("compiling the CPU operators for this Paddle (once, about 30 s) in " + folder, file=sys.stderr,
               flush=True)
         os.makedirs(build)
     log = os.path.join(folder, "build.log")
     try:
         with output_to(log), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "No ccache found"
-            return load(name="monodepth2_onednn_conv", sources=[SOURCE], extra_include_paths=[include],
+            return load(name="monodepth2_cpu_ops", sources=SOURCES, extra_include_paths=[include],
                         extra_cxx_cflags=CXX_FLAGS, build_directory=build,
-                        extra_ldflags=["-L" + paddle_libs(), "-l:libdnnl.so.3", "-Wl,-rpath," + paddle_libs()])
+                        extra_ldflags=["-L" + paddle_libs(), "-l:libdnnl.so.3", "-l:libiomp5.so",
+                                       "-Wl,-rpath," + paddle_libs()])
     except Exception as err:  # compiler and loader errors come as anything
-        raise CompileFailed("building {} failed ({}; see {})".format(SOURCE, err, log))
+        raise CompileFailed("building {} failed ({}; see {})".format(KERNELS, err, log))
 
 
 def operators():
     """The loaded operators, or None (said once) when they cannot be had."""
     if not _state["tried"]:
         _state["tried"] = True
-        if os.environ.get("MONODEPTH2_CONV", "onednn") != "paddle":
+        if os.environ.get("MONODEPTH2_CPU_OPS", "compiled") != "paddle":
             try:
                 _state["ops"] = build_and_load()
             except Unavailable as err:
-                print("convolutions run on Paddle's own CPU kernel (slower; MONODEPTH2_CONV=paddle says so "
-                      "without trying): " + str(err), file=sys.stderr)
+                print("convolutions, padding and warps run on Paddle's own CPU kernels (slower; "
+                      "MONODEPTH2_CPU_OPS=paddle says so without trying): " + str(err), file=sys.stderr)
     return _state["ops"]
+
+
+def for_eager(*tensors):
+    """The operators when this is an eager call on float32 CPU tensors (None tensors allowed),
+    else None: programs being traced, the GPU and other dtypes keep Paddle's kernels."""
+    if paddle.in_dynamic_mode() and all(t is None or (t.place.is_cpu_place() and t.dtype == paddle.float32)
+                                        for t in tensors):
+        return operators()
+    return None
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):
@@ -223,11 +239,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     on oneDNN when the call is eager, on the CPU and in float32 (else F.conv2d)."""
     stride = [int(stride)] * 2 if isinstance(stride, int) else [int(s) for s in stride]
     padding = [int(padding)] * 2 if isinstance(padding, int) else [int(p) for p in padding]
-    if (paddle.in_dynamic_mode() and x.place.is_cpu_place() and len(stride) == 2 and len(padding) == 2
-            and all(t is None or t.dtype == paddle.float32 for t in (x, weight, bias))):
-        ops = operators()
-        if ops is not None:
-            return ops.onednn_conv2d(x, weight, bias, stride, padding, not x.stop_gradient)
+    ops = for_eager(x, weight, bias) if len(stride) == 2 and len(padding) == 2 else None
+    if ops is not None:
+        return ops.onednn_conv2d(x, weight, bias, stride, padding, not x.stop_gradient)
     return F.conv2d(x, weight, bias, stride, padding)
 
 

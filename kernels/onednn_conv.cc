@@ -1,6 +1,6 @@
 // 2-D convolution (float32, NCHW, groups 1, dilation 1) for Paddle's eager mode on the CPU,
 // run by the oneDNN library inside Paddle's wheel (paddle/libs/libdnnl.so.3). Built and loaded
-// by onednn_conv.py, which says why.
+// by cpu_ops.py, which says why.
 //
 // Each shape gets its forward, backward-data and backward-weights primitives once, in the
 // layouts oneDNN prefers (format_tag::any); tensors are reordered from and to NCHW around each

@@ -1,5 +1,6 @@
-"""The oneDNN convolution (onednn_conv.py): values and gradients against float64, where it is
-used, and what happens when it cannot be built."""
+"""The compiled CPU operators (cpu_ops.py): the oneDNN convolution's and the reflection
+padding's values and gradients against float64, where they are used, and what happens when
+they cannot be built."""
 import platform
 import zipfile
 
@@ -8,8 +9,9 @@ import paddle
 import paddle.nn.functional as F
 import pytest
 
-import onednn_conv
-from onednn_conv import Conv2D
+import cpu_ops
+import layers
+from cpu_ops import Conv2D
 
 BUILDS_HERE = platform.system() == "Linux" and platform.machine() == "x86_64"
 
@@ -17,8 +19,8 @@ BUILDS_HERE = platform.system() == "Linux" and platform.machine() == "x86_64"
 @pytest.fixture
 def fresh_state(monkeypatch):
     """operators() tries again (and its result is forgotten after the test)."""
-    monkeypatch.setitem(onednn_conv._state, "tried", False)
-    monkeypatch.setitem(onednn_conv._state, "ops", None)
+    monkeypatch.setitem(cpu_ops._state, "tried", False)
+    monkeypatch.setitem(cpu_ops._state, "ops", None)
 
 
 def relative_l2(a, b):
@@ -66,7 +68,7 @@ CASES = [  # in, out, kernel, stride, padding, bias, input takes a gradient, inp
 @pytest.mark.parametrize("cin, cout, kernel, stride, padding, bias, input_grad, size", CASES)
 def test_values_and_gradients_are_as_accurate_as_paddles(cin, cout, kernel, stride, padding, bias, input_grad,
                                                          size):
-    assert onednn_conv.operators() is not None, "the oneDNN convolution did not build (see stderr)"
+    assert cpu_ops.operators() is not None, "the oneDNN convolution did not build (see stderr)"
     paddle.seed(3)
     layer = Conv2D(cin, cout, kernel, stride, padding, bias_attr=None if bias else False)
     x = paddle.randn((2, cin) + size)
@@ -91,8 +93,8 @@ def test_eager_cpu_calls_use_the_operator_and_traced_programs_do_not(monkeypatch
             calls.append((stride, padding, need_dx))
             return F.conv2d(x, weight, bias, stride, padding)
 
-    monkeypatch.setitem(onednn_conv._state, "tried", True)
-    monkeypatch.setitem(onednn_conv._state, "ops", Spy())
+    monkeypatch.setitem(cpu_ops._state, "tried", True)
+    monkeypatch.setitem(cpu_ops._state, "ops", Spy())
     layer = Conv2D(4, 6, 3, 2, 1)
     x = paddle.randn([1, 4, 8, 8])
     layer(x)
@@ -118,31 +120,69 @@ def test_eager_cpu_calls_use_the_operator_and_traced_programs_do_not(monkeypatch
     assert len(calls) == 4
 
 
+@pytest.mark.skipif(not BUILDS_HERE, reason="the operators are built on Linux x86_64 only")
+@pytest.mark.parametrize("shape, transposed", [((2, 3, 5, 7), False), ((1, 2, 2, 2), False), ((2, 4, 9, 3), True)])
+def test_reflection_padding_copies_exactly_and_folds_its_gradient_back(shape, transposed):
+    assert cpu_ops.operators() is not None, "the operators did not build (see stderr)"
+    paddle.seed(5)
+    x = paddle.randn(shape)
+    x.stop_gradient = False
+    source = x.transpose([0, 1, 3, 2]) if transposed else x  # a strided view
+    padded = layers.reflection_pad(source)
+    weights = paddle.randn(padded.shape)
+    (padded * weights).sum().backward()
+    x64 = paddle.to_tensor(x.numpy().astype(np.float64), stop_gradient=False)
+    source64 = x64.transpose([0, 1, 3, 2]) if transposed else x64
+    expected = F.pad(source64, [1, 1, 1, 1], mode="reflect")
+    (expected * paddle.to_tensor(weights.numpy().astype(np.float64))).sum().backward()
+    np.testing.assert_array_equal(padded.numpy(), expected.numpy().astype(np.float32))
+    np.testing.assert_allclose(x.grad.numpy(), x64.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_reflection_padding_uses_the_operator_only_eagerly_in_float32(monkeypatch):
+    calls = []
+
+    class Spy:
+        def reflection_pad1(self, x):
+            calls.append(x.shape)
+            return F.pad(x, [1, 1, 1, 1], mode="reflect")
+
+    monkeypatch.setitem(cpu_ops._state, "tried", True)
+    monkeypatch.setitem(cpu_ops._state, "ops", Spy())
+    x = paddle.randn([1, 2, 4, 5])
+    layers.reflection_pad(x)
+    layers.reflection_pad(x.astype("float64"))
+    traced = paddle.jit.to_static(layers.reflection_pad, input_spec=[paddle.static.InputSpec([1, 2, 4, 5])],
+                                  full_graph=True)
+    np.testing.assert_array_equal(traced(x).numpy(), F.pad(x, [1, 1, 1, 1], mode="reflect").numpy())
+    assert calls == [[1, 2, 4, 5]]
+
+
 def test_without_the_operator_paddles_kernel_runs_and_says_why_once(monkeypatch, fresh_state, capsys):
     def unavailable():
-        raise onednn_conv.Unavailable("no C++ compiler (install g++)")
+        raise cpu_ops.Unavailable("no C++ compiler (install g++)")
 
-    monkeypatch.setattr(onednn_conv, "build_and_load", unavailable)
+    monkeypatch.setattr(cpu_ops, "build_and_load", unavailable)
     layer = Conv2D(3, 5, 3, 1, 1)
     x = paddle.randn([2, 3, 6, 7])
     for _ in range(2):
         np.testing.assert_array_equal(layer(x).numpy(), F.conv2d(x, layer.weight, layer.bias, 1, 1).numpy())
     err = capsys.readouterr().err
-    assert err.count("convolutions run on Paddle's own CPU kernel") == 1
+    assert err.count("convolutions, padding and warps run on Paddle's own CPU kernels") == 1
     assert err.strip().endswith("no C++ compiler (install g++)")
 
 
-def test_monodepth2_conv_paddle_keeps_paddles_kernel(monkeypatch, fresh_state):
-    monkeypatch.setenv("MONODEPTH2_CONV", "paddle")
-    monkeypatch.setattr(onednn_conv, "build_and_load", lambda: pytest.fail("built although turned off"))
-    assert onednn_conv.operators() is None
+def test_monodepth2_cpu_ops_paddle_keeps_paddles_kernels(monkeypatch, fresh_state):
+    monkeypatch.setenv("MONODEPTH2_CPU_OPS", "paddle")
+    monkeypatch.setattr(cpu_ops, "build_and_load", lambda: pytest.fail("built although turned off"))
+    assert cpu_ops.operators() is None
 
 
 def test_another_onednn_version_is_refused_by_name(monkeypatch, tmp_path):
     build_here(monkeypatch, tmp_path)
-    monkeypatch.setattr(onednn_conv, "library_version", lambda: (3, 9, 1))
-    with pytest.raises(onednn_conv.Unavailable, match=r"Paddle links oneDNN 3\.9\.1, these headers are for 3\.6"):
-        onednn_conv.build_and_load()
+    monkeypatch.setattr(cpu_ops, "library_version", lambda: (3, 9, 1))
+    with pytest.raises(cpu_ops.Unavailable, match=r"Paddle links oneDNN 3\.9\.1, these headers are for 3\.6"):
+        cpu_ops.build_and_load()
 
 
 def test_headers_are_taken_only_with_the_pinned_hash(monkeypatch, tmp_path):
@@ -154,44 +194,44 @@ def test_headers_are_taken_only_with_the_pinned_hash(monkeypatch, tmp_path):
         wheel.writestr("onednn_devel-2025.0.1.data/data/include/oneapi/dnnl/dnnl.hpp", "#error planted\n")
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(offered))
-    with pytest.raises(onednn_conv.Unavailable, match="does not have the SHA-256 pinned in"):
-        onednn_conv.fetch_headers(str(tmp_path))
+    with pytest.raises(cpu_ops.Unavailable, match="does not have the SHA-256 pinned in"):
+        cpu_ops.fetch_headers(str(tmp_path))
     assert not (tmp_path / "include").exists()
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "nothing"))
-    with pytest.raises(onednn_conv.Unavailable, match="pip could not download onednn-devel==2025.0.1 .*PIP_FIND_LINKS"):
-        onednn_conv.fetch_headers(str(tmp_path))
+    with pytest.raises(cpu_ops.Unavailable, match="pip could not download onednn-devel==2025.0.1 .*PIP_FIND_LINKS"):
+        cpu_ops.fetch_headers(str(tmp_path))
     build_here(monkeypatch, tmp_path / "cache")
-    with pytest.raises(onednn_conv.Unavailable, match="pip could not download"):
-        onednn_conv.build_and_load()
+    with pytest.raises(cpu_ops.Unavailable, match="pip could not download"):
+        cpu_ops.build_and_load()
     assert not (tmp_path / "cache" / "FAILED").exists()
 
 
 def build_here(monkeypatch, folder):
     """build_and_load as on a Linux x86_64 machine with Paddle's oneDNN and a compiler, into `folder`."""
-    monkeypatch.setattr(onednn_conv, "library_version", lambda: (3, 6, 2))
+    monkeypatch.setattr(cpu_ops, "library_version", lambda: (3, 6, 2))
     monkeypatch.setattr(platform, "system", lambda: "Linux")
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
-    monkeypatch.setattr(onednn_conv.shutil, "which", lambda name: "/usr/bin/" + name)
-    monkeypatch.setattr(onednn_conv, "cache_folder", lambda: str(folder))
+    monkeypatch.setattr(cpu_ops.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(cpu_ops, "cache_folder", lambda: str(folder))
 
 
 def test_a_failed_compile_is_remembered_with_its_reason(monkeypatch, tmp_path):
     build_here(monkeypatch, tmp_path / "build")
 
     def fails(folder):
-        raise onednn_conv.CompileFailed("building onednn_conv.cc failed (error: ...)")
+        raise cpu_ops.CompileFailed("building kernels failed (error: ...)")
 
-    monkeypatch.setattr(onednn_conv, "compile_in", fails)
-    with pytest.raises(onednn_conv.Unavailable, match=r"^building onednn_conv.cc failed \(error: ...\)$"):
-        onednn_conv.build_and_load()
-    monkeypatch.setattr(onednn_conv, "compile_in", lambda folder: pytest.fail("compiled again"))
-    with pytest.raises(onednn_conv.Unavailable, match="failed .*delete .*build to try again"):
-        onednn_conv.build_and_load()
+    monkeypatch.setattr(cpu_ops, "compile_in", fails)
+    with pytest.raises(cpu_ops.Unavailable, match=r"^building kernels failed \(error: ...\)$"):
+        cpu_ops.build_and_load()
+    monkeypatch.setattr(cpu_ops, "compile_in", lambda folder: pytest.fail("compiled again"))
+    with pytest.raises(cpu_ops.Unavailable, match="failed .*delete .*build to try again"):
+        cpu_ops.build_and_load()
 
 
 def test_an_unwritable_cache_is_named(monkeypatch, tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     build_here(monkeypatch, blocked / "build")
-    with pytest.raises(onednn_conv.Unavailable, match="cannot build in .*file/build .*MONODEPTH2_CACHE"):
-        onednn_conv.build_and_load()
+    with pytest.raises(cpu_ops.Unavailable, match="cannot build in .*file/build .*MONODEPTH2_CACHE"):
+        cpu_ops.build_and_load()
