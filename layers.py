@@ -177,10 +177,13 @@ class Project3D(nn.Layer):
 def warp(image, grid):
     """Bilinear, border-padded sampling of `image` at `grid` (align_corners=True).
 
-    Paddle 3.3's grid_sample backward crashes (segfault) when the grid needs a gradient
-    but the image does not, which is always the case for the input frames here. The image
-    is therefore handed over as a fresh leaf that asks for a gradient; that gradient is
-    computed and dropped, the one to the grid is exact."""
+    Eagerly on the CPU it is cpu_ops' kernel, which skips the image's gradient when the
+    image takes none (the input frames never do). Paddle 3.3's grid_sample backward crashes
+    (segfault) in that case, so there the image is handed over as a fresh leaf that asks for
+    a gradient; that gradient is computed and dropped, the one to the grid is exact."""
+    ops = cpu_ops.for_eager(image, grid)
+    if ops is not None and image.ndim == 4 and grid.ndim == 4:
+        return ops.grid_sample_border(image, grid, not image.stop_gradient)
     if image.stop_gradient and not grid.stop_gradient:
         image = image.detach()
         image.stop_gradient = False

@@ -75,8 +75,11 @@ def input_arrays(spec, quick):
         rng = np.random.RandomState(i)
         if values == "randn":
             array = rng.randn(*shape)
-        elif values == "grid":  # sample points in and a little outside the image
-            array = rng.uniform(-1.1, 1.1, shape)
+        elif values == "grid":  # as a warp samples: pixels shifted by a few percent, some outside
+            n, h, w, _ = shape
+            y, x = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
+            shift = rng.uniform(0.0, 0.1, (n, 1, 1))
+            array = np.stack(np.broadcast_arrays(1.02 * x + shift + 0.01 * np.sin(7 * y), 1.01 * y), axis=-1)
         else:
             array = np.ones(shape) if values == "ones" else np.zeros(shape)
         arrays.append(array.astype("float32"))

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,7 +50,9 @@ def test_inputs_are_seeded_and_shrunk_by_quick():
     assert all((a == b).all() for a, b in zip(full, again))
     assert [a.shape for a in full] == [(2, 3, 192, 640), (2, 192, 640, 2)]
     assert [a.shape for a in bench_ops.input_arrays(spec, True)] == [(2, 3, 24, 80), (2, 24, 80, 2)]
-    assert -1.1 <= full[1].min() < -1 and 1 < full[1].max() <= 1.1
+    grid = full[1]  # a warp's: neighbours a pixel or so apart, some points outside the image
+    assert -1.1 <= grid.min() < -1 and 1 < grid.max() <= 1.2
+    assert np.abs(np.diff(grid[..., 0], axis=2)).max() < 4 / 640
 
 
 def test_bad_flag_is_a_usage_error():

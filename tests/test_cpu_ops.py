@@ -158,6 +158,52 @@ def test_reflection_padding_uses_the_operator_only_eagerly_in_float32(monkeypatc
     assert calls == [[1, 2, 4, 5]]
 
 
+def warped(warp, image, grid, image_grad, dtype):
+    """warp's output and the gradients of a fixed weighted sum of it (the image's or None)."""
+    x = paddle.to_tensor(image.astype(dtype), stop_gradient=not image_grad)
+    g = paddle.to_tensor(grid.astype(dtype), stop_gradient=False)
+    out = warp(x, g.transpose([0, 2, 1, 3]))  # a strided view, as the rest of a step may hand over
+    weights = np.random.default_rng(1).standard_normal(out.shape)
+    (out * paddle.to_tensor(weights.astype(dtype))).sum().backward()
+    return out.numpy(), g.grad.numpy(), x.grad.numpy() if image_grad else None
+
+
+def paddles_grid_sample(x, g):
+    return F.grid_sample(x, g, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+@pytest.mark.skipif(not BUILDS_HERE, reason="the operators are built on Linux x86_64 only")
+@pytest.mark.parametrize("image_shape, grid_size", [((2, 3, 24, 40), (36, 20)), ((1, 2, 5, 7), (11, 9))])
+@pytest.mark.parametrize("image_grad", [True, False])
+def test_warp_samples_and_differentiates_as_float64_grid_sample(image_shape, grid_size, image_grad):
+    assert cpu_ops.operators() is not None, "the operators did not build (see stderr)"
+    rng = np.random.default_rng(7)
+    image = rng.standard_normal(image_shape).astype(np.float32)  # both sides see the same inputs
+    grid = rng.uniform(-1.3, 1.3, (image_shape[0],) + grid_size + (2,)).astype(np.float32)  # some clamped
+    ours = warped(layers.warp, image, grid, image_grad, "float32")
+    paddles = warped(paddles_grid_sample, image, grid, True, "float32")
+    expected = warped(paddles_grid_sample, image, grid, True, "float64")
+    # float32 coordinates are off by up to 1e-7 of the image width on both sides: that, not the
+    # arithmetic, sets the error, and it is Paddle's own.
+    for got, paddle_got, want in zip(ours, paddles, expected):
+        if got is not None:
+            assert relative_l2(got, want) <= 1.1 * relative_l2(paddle_got, want) + 1e-7
+            assert relative_l2(got, want) < 1e-5
+
+
+@pytest.mark.skipif(not BUILDS_HERE, reason="the operators are built on Linux x86_64 only")
+def test_warp_passes_no_grid_gradient_from_the_border_itself():
+    """PyTorch's convention (the reference trains with it): a coordinate exactly on the border
+    counts as clamped. Paddle's grid_sample passes a gradient there."""
+    image = np.random.default_rng(3).standard_normal((1, 2, 5, 7))
+    grid = np.array([[[[1.0, -1.0], [-1.0, 0.25]], [[0.5, 1.0], [0.5, 0.25]]]])
+    _, grad, _ = warped(layers.warp, image, grid, False, "float32")
+    _, paddles, _ = warped(paddles_grid_sample, image, grid, True, "float64")
+    assert np.all(grad[0, 0, 0] == 0) and grad[0, 0, 1, 0] == 0 and grad[0, 1, 0, 1] == 0
+    np.testing.assert_allclose(grad[0, 1, 1], paddles[0, 1, 1], rtol=1e-5)
+    assert np.all(grad[0, 0, 1, 1] != 0) and abs(paddles[0, 0, 0, 0]) > 0.1  # the other axis; Paddle's differs
+
+
 def test_without_the_operator_paddles_kernel_runs_and_says_why_once(monkeypatch, fresh_state, capsys):
     def unavailable():
         raise cpu_ops.Unavailable("no C++ compiler (install g++)")
