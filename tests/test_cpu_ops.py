@@ -2,6 +2,7 @@
 padding's values and gradients against float64, where they are used, and what happens when
 they cannot be built."""
 import platform
+import types
 import zipfile
 
 import numpy as np
@@ -139,22 +140,41 @@ def test_reflection_padding_copies_exactly_and_folds_its_gradient_back(shape, tr
     np.testing.assert_allclose(x.grad.numpy(), x64.grad.numpy(), rtol=1e-6, atol=1e-6)
 
 
-def test_reflection_padding_uses_the_operator_only_eagerly_in_float32(monkeypatch):
+@pytest.mark.skipif(not BUILDS_HERE, reason="the operators are built on Linux x86_64 only")
+@pytest.mark.parametrize("shape, transposed", [((2, 5, 9, 11), False), ((1, 2, 3, 3), False), ((2, 3, 7, 4), True)])
+def test_window_means_and_their_gradient_are_avg_pools(shape, transposed):
+    assert cpu_ops.operators() is not None, "the operators did not build (see stderr)"
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(shape).astype(np.float32)
+    results = []
+    for function, dtype in ((layers.mean3x3, "float32"), (lambda t: F.avg_pool2d(t, 3, 1), "float64")):
+        t = paddle.to_tensor(x.astype(dtype), stop_gradient=False)
+        out = function(t.transpose([0, 1, 3, 2]) if transposed else t)
+        weights = np.random.default_rng(2).standard_normal(out.shape).astype(dtype)
+        (out * paddle.to_tensor(weights)).sum().backward()
+        results.append((out.numpy(), t.grad.numpy()))
+    (out, grad), (out64, grad64) = results
+    np.testing.assert_allclose(out, out64, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(grad, grad64, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("operator, function, paddles", [
+    ("reflection_pad1", layers.reflection_pad, lambda x: F.pad(x, [1, 1, 1, 1], mode="reflect")),
+    ("mean3x3", layers.mean3x3, lambda x: F.avg_pool2d(x, 3, 1))])
+def test_layers_use_the_operators_only_eagerly_in_float32(monkeypatch, operator, function, paddles):
     calls = []
 
-    class Spy:
-        def reflection_pad1(self, x):
-            calls.append(x.shape)
-            return F.pad(x, [1, 1, 1, 1], mode="reflect")
+    def spy(x):
+        calls.append(x.shape)
+        return paddles(x)
 
     monkeypatch.setitem(cpu_ops._state, "tried", True)
-    monkeypatch.setitem(cpu_ops._state, "ops", Spy())
+    monkeypatch.setitem(cpu_ops._state, "ops", types.SimpleNamespace(**{operator: spy}))
     x = paddle.randn([1, 2, 4, 5])
-    layers.reflection_pad(x)
-    layers.reflection_pad(x.astype("float64"))
-    traced = paddle.jit.to_static(layers.reflection_pad, input_spec=[paddle.static.InputSpec([1, 2, 4, 5])],
-                                  full_graph=True)
-    np.testing.assert_array_equal(traced(x).numpy(), F.pad(x, [1, 1, 1, 1], mode="reflect").numpy())
+    function(x)
+    function(x.astype("float64"))
+    traced = paddle.jit.to_static(function, input_spec=[paddle.static.InputSpec([1, 2, 4, 5])], full_graph=True)
+    np.testing.assert_array_equal(traced(x).numpy(), paddles(x).numpy())
     assert calls == [[1, 2, 4, 5]]
 
 
