@@ -123,14 +123,18 @@ def static_upsample(mode):
 def upsample(x):
     """Nearest-neighbour upsampling by 2.
 
-    Eagerly (training, evaluation) this is F.interpolate. A traced program either broadcasts
-    each pixel to a 2x2 block ("expand"), because Paddle Inference 3.3.1 cannot run
-    interpolate's scale or size attributes under oneDNN (and expand is faster there than
-    tile), or interpolates to a fixed size ("resize"), which becomes one ONNX Resize: OpenVINO
-    runs the expand as a reference kernel, a tenth of the network's time at 640x192. The values
-    are the same; the gradients are not bit for bit (the backward sums in another order),
-    hence the eager path keeps interpolate with a scale."""
+    Eagerly (training, evaluation) this is F.interpolate with a scale, or on the CPU in float32
+    cpu_ops' kernel (the same values; gradients summed in PyTorch's order). A traced program
+    either broadcasts each pixel to a 2x2 block ("expand"), because Paddle Inference 3.3.1
+    cannot run interpolate's scale or size attributes under oneDNN (and expand is faster there
+    than tile), or interpolates to a fixed size ("resize"), which becomes one ONNX Resize:
+    OpenVINO runs the expand as a reference kernel, a tenth of the network's time at 640x192.
+    The values are the same; the expand's gradients are not bit for bit (summed in another
+    order), hence the eager paths."""
     if paddle.in_dynamic_mode():
+        ops = cpu_ops.for_eager(x)
+        if ops is not None and x.ndim == 4:
+            return ops.upsample2(x)
         return F.interpolate(x, scale_factor=2, mode="nearest")
     _, c, h, w = x.shape
     if STATIC_UPSAMPLE["mode"] == "resize":

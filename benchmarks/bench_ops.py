@@ -4,9 +4,9 @@
                                    [--json benchmarks/bench_ops.json] [--no_ref]
 
 Each op is one expression of `F` (paddle.nn.functional or torch.nn.functional: the
-calls below mean the same in both) or `P` (the project's own: cpu_ops.conv2d, layers.warp and
-layers.reflection_pad, against torch's F doing the same) on the same seeded inputs, at the sizes of a 640x192
-batch-2 training step; it is timed forward only (no autograd) and forward + backward
+calls below mean the same in both) or `P` (the project's own: cpu_ops.conv2d, layers.warp,
+layers.reflection_pad, layers.mean3x3 and layers.upsample, against torch's F doing the same)
+on the same seeded inputs, at the sizes of a 640x192 batch-2 training step; it is timed forward only (no autograd) and forward + backward
 (of the output's sum, into every input marked as needing a gradient). With --ref_python
 (default ../refvenv/bin/python, if present) torch runs the same ops in a worker process
 with the same thread count, and the two sides alternate: --rounds rounds of --repeats
@@ -42,6 +42,7 @@ OPS = {
                                       ((64,), "ones", False), ((64,), "ones", True), ((64,), "zeros", True)]),
     "max_pool2d 3x3/2 64ch 96x320": ("F.max_pool2d(a, 3, 2, 1)", [((2, 64, 96, 320), "randn", True)]),
     "avg_pool2d 3x3/1 15ch 194x642": ("F.avg_pool2d(a, 3, 1)", [((2, 15, 194, 642), "randn", True)]),
+    "SSIM window means (project's) 15ch 194x642": ("P.mean3x3(a)", [((2, 15, 194, 642), "randn", True)]),
     "grid_sample bilinear border 192x640": (
         "F.grid_sample(a, b, mode='bilinear', padding_mode='border', align_corners=True)",
         [((2, 3, 192, 640), "randn", True), ((2, 192, 640, 2), "grid", True)]),
@@ -50,6 +51,7 @@ OPS = {
         [((2, 1, 96, 320), "randn", True)]),
     "interpolate nearest x2 64ch 48x160": ("F.interpolate(a, scale_factor=2, mode='nearest')",
                                            [((2, 64, 48, 160), "randn", True)]),
+    "upsample nearest x2 (project's) 64ch 48x160": ("P.upsample(a)", [((2, 64, 48, 160), "randn", True)]),
     "warp (project's) 192x640": ("P.warp(a, b)", [((2, 3, 192, 640), "randn", False), ((2, 192, 640, 2), "grid", True)]),
     "pad reflect 1 3ch 192x640": ("F.pad(a, [1, 1, 1, 1], mode='reflect')", [((2, 3, 192, 640), "randn", True)]),
     "pad reflect 1 (project's) 32ch 192x640": ("P.reflection_pad(a)", [((2, 32, 192, 640), "randn", True)]),
@@ -98,14 +100,16 @@ class Side:
             self.P = types.SimpleNamespace(
                 conv2d=self.F.conv2d, reflection_pad=lambda a: self.F.pad(a, [1, 1, 1, 1], mode="reflect"),
                 warp=lambda a, b: self.F.grid_sample(a, b, mode="bilinear", padding_mode="border",
-                                                     align_corners=True))
+                                                     align_corners=True),
+                mean3x3=lambda a: self.F.avg_pool2d(a, 3, 1),
+                upsample=lambda a: self.F.interpolate(a, scale_factor=2, mode="nearest"))
         else:
             import paddle
             import cpu_ops
             import layers
             self.lib, self.F = paddle, paddle.nn.functional
             self.P = types.SimpleNamespace(conv2d=cpu_ops.conv2d, reflection_pad=layers.reflection_pad,
-                                           warp=layers.warp)
+                                           warp=layers.warp, mean3x3=layers.mean3x3, upsample=layers.upsample)
 
     def tensor(self, array, grad):
         if self.name == "torch":

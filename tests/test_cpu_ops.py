@@ -160,7 +160,8 @@ def test_window_means_and_their_gradient_are_avg_pools(shape, transposed):
 
 @pytest.mark.parametrize("operator, function, paddles", [
     ("reflection_pad1", layers.reflection_pad, lambda x: F.pad(x, [1, 1, 1, 1], mode="reflect")),
-    ("mean3x3", layers.mean3x3, lambda x: F.avg_pool2d(x, 3, 1))])
+    ("mean3x3", layers.mean3x3, lambda x: F.avg_pool2d(x, 3, 1)),
+    ("upsample2", layers.upsample, lambda x: F.interpolate(x, scale_factor=2, mode="nearest"))])
 def test_layers_use_the_operators_only_eagerly_in_float32(monkeypatch, operator, function, paddles):
     calls = []
 
@@ -176,6 +177,23 @@ def test_layers_use_the_operators_only_eagerly_in_float32(monkeypatch, operator,
     traced = paddle.jit.to_static(function, input_spec=[paddle.static.InputSpec([1, 2, 4, 5])], full_graph=True)
     np.testing.assert_array_equal(traced(x).numpy(), paddles(x).numpy())
     assert calls == [[1, 2, 4, 5]]
+
+
+@pytest.mark.skipif(not BUILDS_HERE, reason="the operators are built on Linux x86_64 only")
+@pytest.mark.parametrize("transposed", [False, True])
+def test_upsampling_copies_and_sums_its_gradient_as_interpolate(transposed):
+    assert cpu_ops.operators() is not None, "the operators did not build (see stderr)"
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 5, 7)).astype(np.float32)
+    results = []
+    for function in (layers.upsample, lambda t: F.interpolate(t, scale_factor=2, mode="nearest")):
+        t = paddle.to_tensor(x, stop_gradient=False)
+        out = function(t.transpose([0, 1, 3, 2]) if transposed else t)
+        (out * paddle.to_tensor(np.random.default_rng(9).standard_normal(out.shape).astype(np.float32))).sum().backward()
+        results.append((out.numpy(), t.grad.numpy()))
+    (out, grad), (expected, expected_grad) = results
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(grad, expected_grad)  # four terms, summed in the same order
 
 
 def warped(warp, image, grid, image_grad, dtype):
