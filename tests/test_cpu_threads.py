@@ -1,6 +1,7 @@
 """cpu_threads.py: OMP_NUM_THREADS is set before paddle loads, from the usable cores, shared
 among the processes of a distributed launch; a value the user set is kept; Paddle's warnings
-about it and about ccache are not shown; on AMD processors MKL is told to use its AVX2 path."""
+about it and about ccache are not shown; on AMD processors MKL is told to use its AVX2 path;
+freed memory is kept for reuse."""
 import os
 import subprocess
 import sys
@@ -56,3 +57,41 @@ def test_mkl_is_told_to_use_its_avx2_path_on_amd_only(user_value):
     amd = cpu_threads.processor_vendor() == "AuthenticAMD"
     expected = user_value or ("5" if amd else "-")
     assert proc.stdout.split() == [expected]
+
+
+REFAULTS = """import ctypes, resource
+{setup}
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def write_and_free(size=64 << 20):
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)
+    libc.free(block)
+write_and_free()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+write_and_free()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_freed_memory_is_reused_without_faulting_its_pages_in_again():
+    """glibc alone gives a 64 MB block back to the kernel when it is freed: writing the next
+    one faults every page in again; after cpu_threads it reuses it."""
+    clean = {k: v for k, v in os.environ.items() if k not in cpu_threads.MALLOC_SETTINGS}
+
+    def refaults(setup):
+        proc = subprocess.run([sys.executable, "-c", REFAULTS.format(setup=setup)], capture_output=True,
+                              text=True, cwd=ROOT, env=clean, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return int(proc.stdout)
+
+    alone = refaults("")  # 16384, or 32 where transparent huge pages are always on
+    kept = refaults("import cpu_threads; assert cpu_threads.keep_freed_memory()")
+    assert alone >= 32 and kept <= alone // 16
+
+
+def test_malloc_settings_of_the_user_are_kept(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
+    assert cpu_threads.keep_freed_memory() is False
