@@ -68,29 +68,37 @@ Shape shape_of(const paddle::Tensor& x, const paddle::Tensor& grid) {
   return {s[0], s[1], s[2], s[3], g[1], g[2]};
 }
 
+// Calls visit(n, tap, offset of its corner in an image plane, pixel index p over n, h, w, and
+// q over h, w) for every output pixel, rows spread over the threads.
+template <typename Visit>
+void each_pixel(const Shape& s, const float* grid, Visit visit) {
+  const int64_t pixels = s.h * s.w;
+#pragma omp parallel for
+  for (int64_t row = 0; row < s.n * s.h; ++row) {
+    const int64_t n = row / s.h;
+    for (int64_t j = 0; j < s.w; ++j) {
+      const int64_t p = row * s.w + j;
+      const Tap t = tap_at(grid + 2 * p, s.wi, s.hi);
+      visit(n, t, t.y0 * s.wi + t.x0, p, p - n * pixels);
+    }
+  }
+}
+
 std::vector<paddle::Tensor> Forward(const paddle::Tensor& x_in, const paddle::Tensor& grid_in, bool) {
   const paddle::Tensor x = dense(x_in), grid = dense(grid_in);
   const Shape s = shape_of(x, grid);
   auto out = paddle::empty({s.n, s.c, s.h, s.w}, paddle::DataType::FLOAT32, x.place());
   const float* img = x.data<float>();
-  const float* gr = grid.data<float>();
   float* o = out.data<float>();
   const int64_t plane = s.hi * s.wi, pixels = s.h * s.w, r = s.right(), d = s.down();
-#pragma omp parallel for
-  for (int64_t row = 0; row < s.n * s.h; ++row) {
-    const int64_t n = row / s.h;
-    for (int64_t j = 0; j < s.w; ++j) {
-      const int64_t p = row * s.w + j;  // pixel index over n, h, w
-      const Tap t = tap_at(gr + 2 * p, s.wi, s.hi);
-      const float w00 = (1.f - t.fx) * (1.f - t.fy), w01 = t.fx * (1.f - t.fy);
-      const float w10 = (1.f - t.fx) * t.fy, w11 = t.fx * t.fy;
-      const int64_t at = t.y0 * s.wi + t.x0, q = p - n * pixels;
-      for (int64_t c = 0; c < s.c; ++c) {
-        const float* v = img + (n * s.c + c) * plane + at;
-        o[(n * s.c + c) * pixels + q] = v[0] * w00 + v[r] * w01 + v[d] * w10 + v[r + d] * w11;
-      }
+  each_pixel(s, grid.data<float>(), [&](int64_t n, const Tap& t, int64_t at, int64_t, int64_t q) {
+    const float w00 = (1.f - t.fx) * (1.f - t.fy), w01 = t.fx * (1.f - t.fy);
+    const float w10 = (1.f - t.fx) * t.fy, w11 = t.fx * t.fy;
+    for (int64_t c = 0; c < s.c; ++c) {
+      const float* v = img + (n * s.c + c) * plane + at;
+      o[(n * s.c + c) * pixels + q] = v[0] * w00 + v[r] * w01 + v[d] * w10 + v[r + d] * w11;
     }
-  }
+  });
   return {out};
 }
 
@@ -106,25 +114,18 @@ std::vector<paddle::Tensor> Backward(const paddle::Tensor& x_in, const paddle::T
   const float* go = dout.data<float>();
   float* dg = dgrid.data<float>();
   const int64_t plane = s.hi * s.wi, pixels = s.h * s.w, r = s.right(), d = s.down();
-#pragma omp parallel for
-  for (int64_t row = 0; row < s.n * s.h; ++row) {
-    const int64_t n = row / s.h;
-    for (int64_t j = 0; j < s.w; ++j) {
-      const int64_t p = row * s.w + j;
-      const Tap t = tap_at(gr + 2 * p, s.wi, s.hi);
-      const int64_t at = t.y0 * s.wi + t.x0, q = p - n * pixels;
-      float gx = 0.f, gy = 0.f;
-      for (int64_t c = 0; c < s.c; ++c) {
-        const float* v = img + (n * s.c + c) * plane + at;
-        const float g = go[(n * s.c + c) * pixels + q];
-        const float v00 = v[0], v01 = v[r], v10 = v[d], v11 = v[r + d];
-        gx += g * ((v01 - v00) * (1.f - t.fy) + (v11 - v10) * t.fy);
-        gy += g * ((v10 - v00) * (1.f - t.fx) + (v11 - v01) * t.fx);
-      }
-      dg[2 * p] = gx * t.dx;
-      dg[2 * p + 1] = gy * t.dy;
+  each_pixel(s, gr, [&](int64_t n, const Tap& t, int64_t at, int64_t p, int64_t q) {
+    float gx = 0.f, gy = 0.f;
+    for (int64_t c = 0; c < s.c; ++c) {
+      const float* v = img + (n * s.c + c) * plane + at;
+      const float g = go[(n * s.c + c) * pixels + q];
+      const float v00 = v[0], v01 = v[r], v10 = v[d], v11 = v[r + d];
+      gx += g * ((v01 - v00) * (1.f - t.fy) + (v11 - v10) * t.fy);
+      gy += g * ((v10 - v00) * (1.f - t.fx) + (v11 - v01) * t.fx);
     }
-  }
+    dg[2 * p] = gx * t.dx;
+    dg[2 * p + 1] = gy * t.dy;
+  });
   if (image_grad) {
     float* di = dx.data<float>();
     std::memset(di, 0, sizeof(float) * s.n * s.c * plane);
