@@ -1,11 +1,13 @@
 """CPU operators for Paddle's eager mode, compiled on first use: the convolutions on the oneDNN
-library that Paddle's wheel already ships, the reflection padding and the bilinear warp.
+library that Paddle's wheel already ships; the reflection padding, the bilinear warp, SSIM's
+3x3 window means and the nearest upsampling as plain loops.
 
 Paddle's eager CPU convolution is im2col + GEMM: forward and backward it took 2.4-6x PyTorch's
 time on the AMD EPYC VM, most of a training step (DEVELOPERS.md). PyTorch runs oneDNN's
 kernels; Paddle uses them only in inference programs. kernels/onednn_conv.cc calls them
-eagerly: 0.6-0.9x PyTorch's time on the same shapes, and the golden check passes. Paddle's
-reflection padding and grid_sample took 5-10x PyTorch's time; kernels/*.cc has plain loops.
+eagerly: 0.8-1.1x PyTorch's time on the same shapes, and the golden check passes. Paddle's
+padding, grid_sample, average pooling and nearest upsampling took 2-44x PyTorch's time there;
+the other kernels/*.cc take 0.3-2.3x.
 
 They are compiled together on first use (about 30 s with g++; cached under
 ~/.cache/monodepth2-paddle, or $MONODEPTH2_CACHE) against oneDNN's C++ headers, which come from
@@ -36,6 +38,7 @@ import paddle.nn.functional as F
 
 KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
 SOURCES = sorted(os.path.join(KERNELS, name) for name in os.listdir(KERNELS) if name.endswith(".cc"))
+OWN_HEADERS = sorted(os.path.join(KERNELS, name) for name in os.listdir(KERNELS) if name.endswith(".h"))
 ONEDNN_VERSION = (3, 6)  # what Paddle 3.0-3.3 link, and the headers below
 HEADERS = "onednn-devel==2025.0.1"
 HEADERS_SHA256 = "6daea2b679ccc59bf0c3a174b97ff99270d04bff1c5cacd7f1bc9b8eee99c86f"
@@ -92,9 +95,10 @@ def library_version():
 
 
 def cache_folder():
-    """A build folder per source, Paddle and Python version."""
-    recipe = [CONFIG_HEADER, HEADERS, HEADERS_SHA256] + CXX_FLAGS
-    for source in SOURCES:
+    """A build folder per checkout, source, Paddle and Python version (Paddle's builder rebuilds
+    when the sources' paths change, so two checkouts must not share one)."""
+    recipe = [CONFIG_HEADER, HEADERS, HEADERS_SHA256, KERNELS] + CXX_FLAGS
+    for source in SOURCES + OWN_HEADERS:
         with open(source, "rb") as f:
             recipe += [os.path.basename(source), f.read().decode()]
     digest = hashlib.sha256("\n".join(recipe).encode()).hexdigest()[:12]
@@ -220,14 +224,17 @@ def operators():
             try:
                 _state["ops"] = build_and_load()
             except Unavailable as err:
-                print("convolutions, padding and warps run on Paddle's own CPU kernels (slower; "
-                      "MONODEPTH2_CPU_OPS=paddle says so without trying): " + str(err), file=sys.stderr)
+                print("convolutions, padding, warps, window means and upsampling run on Paddle's own "
+                      "CPU kernels (slower; MONODEPTH2_CPU_OPS=paddle says so without trying): " + str(err),
+                      file=sys.stderr)
     return _state["ops"]
 
 
 def for_eager(*tensors):
     """The operators when this is an eager call on float32 CPU tensors (None tensors allowed),
-    else None: programs being traced, the GPU and other dtypes keep Paddle's kernels."""
+    else None: programs being traced, the GPU and other dtypes keep Paddle's kernels. (to_static
+    without full_graph runs eagerly where it falls back to Python: the operators run there, and
+    the saved program holds Paddle's.)"""
     if paddle.in_dynamic_mode() and all(t is None or (t.place.is_cpu_place() and t.dtype == paddle.float32)
                                         for t in tensors):
         return operators()

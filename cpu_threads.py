@@ -13,11 +13,13 @@ Paddle's CPU allocator gives every tensor back to malloc when it dies, and glibc
 blocks to the kernel at once: the next step's tensors of the same size fault their pages in again
 (a 32-channel 640x192 reflection padding took 28 ms instead of 5, AMD EPYC VM). Freed memory is
 therefore kept for reuse in this process (glibc's mallopt; the peak memory of a training step
-did not change), unless the user set glibc's MALLOC_* variables or tunables.
+did not change), unless the user set glibc's MALLOC_* variables or tunables, or
+MONODEPTH2_MALLOC=glibc. It holds for the whole process, also an application importing this.
 
 On AMD processors the MKL in Paddle's CPU wheel takes a generic code path (float32 matrix
 products 2.6x slower on an AMD EPYC) unless MKL_DEBUG_CPU_TYPE=5 is set before it loads: it
-is set here too, unless the user set it (DEVELOPERS.md has what it changes).
+is set here too, unless the user set it or keeps Paddle's convolutions (MONODEPTH2_CPU_OPS=paddle,
+DEVELOPERS.md has why).
 """
 import contextlib
 import ctypes
@@ -64,13 +66,18 @@ def processor_vendor(cpuinfo="/proc/cpuinfo"):
     return ""
 
 
-MALLOC_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's malloc.h
+
+
+def user_malloc_settings():
+    """The environment's settings of glibc's malloc, and MONODEPTH2_MALLOC=glibc (leave it alone)."""
+    return sorted(name for name in os.environ if name.startswith("MALLOC_") or name == "GLIBC_TUNABLES"
+                  or (name == "MONODEPTH2_MALLOC" and os.environ[name] == "glibc"))
 
 
 def keep_freed_memory():
     """Have glibc keep freed blocks for reuse (no mmap for large ones, no trimming); True if set."""
-    if platform.libc_ver()[0] != "glibc" or any(name in os.environ for name in MALLOC_SETTINGS):
+    if platform.libc_ver()[0] != "glibc" or user_malloc_settings():
         return False
     try:
         libc = ctypes.CDLL(None)
@@ -85,7 +92,8 @@ def import_paddle():
     if "paddle" in sys.modules:
         return
     os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_process()))
-    if processor_vendor() == "AuthenticAMD":
+    if processor_vendor() == "AuthenticAMD" and os.environ.get("MONODEPTH2_CPU_OPS") != "paddle":
+        # with Paddle's own convolutions on MKL it moves float32 gradients past the golden check
         os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
     keep_freed_memory()
     with contextlib.redirect_stderr(io.StringIO()) as captured, warnings.catch_warnings():

@@ -186,7 +186,8 @@ def warp(image, grid):
     (segfault) in that case, so there the image is handed over as a fresh leaf that asks for
     a gradient; that gradient is computed and dropped, the one to the grid is exact."""
     ops = cpu_ops.for_eager(image, grid)
-    if ops is not None and image.ndim == 4 and grid.ndim == 4:
+    if (ops is not None and image.ndim == 4 and grid.ndim == 4 and grid.shape[3] == 2
+            and grid.shape[0] == image.shape[0] and min(image.shape[2:]) > 0):
         return ops.grid_sample_border(image, grid, not image.stop_gradient)
     if image.stop_gradient and not grid.stop_gradient:
         image = image.detach()
@@ -197,7 +198,7 @@ def warp(image, grid):
 def mean3x3(x):
     """The mean of every 3x3 window of a B x C x H x W tensor (stride 1, no padding): the
     values of nn.AvgPool2D(3, 1). Eagerly on the CPU it is cpu_ops' kernel: Paddle's pool2d,
-    forward and backward, took a quarter of a training step there."""
+    forward and backward, took a fifth of a training step there (AMD EPYC VM)."""
     ops = cpu_ops.for_eager(x)
     if ops is not None and x.ndim == 4 and min(x.shape[2:]) >= 3:
         return ops.mean3x3(x)

@@ -17,9 +17,12 @@
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
+#include "common.h"
 #include "paddle/extension.h"
 
 namespace {
+
+using kernels::dense;
 
 using dnnl::memory;
 using tag = memory::format_tag;
@@ -182,8 +185,6 @@ std::string text(const std::vector<int64_t>& dims) {
   for (auto d : dims) out += (out.empty() ? "" : "x") + std::to_string(d);
   return out;
 }
-
-paddle::Tensor dense(paddle::Tensor t) { return t.is_contiguous() ? t : t.contiguous(); }
 
 paddle::Tensor empty(const memory::dims& dims) {
   return paddle::empty(std::vector<int64_t>(dims.begin(), dims.end()), paddle::DataType::FLOAT32,

@@ -7,11 +7,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "common.h"
 #include "paddle/extension.h"
 
 namespace {
 
-paddle::Tensor dense(const paddle::Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
+using kernels::dense;
 
 std::vector<paddle::Tensor> Forward(const paddle::Tensor& x_in) {
   const paddle::Tensor x = dense(x_in);
@@ -31,11 +32,13 @@ std::vector<paddle::Tensor> Forward(const paddle::Tensor& x_in) {
   return {out};
 }
 
-std::vector<paddle::Tensor> Backward(const paddle::Tensor& x, const paddle::Tensor& dout_in) {
+// Only the output's gradient comes in: the input is not kept alive for the backward.
+std::vector<paddle::Tensor> Backward(const paddle::Tensor& dout_in) {
   const paddle::Tensor dout = dense(dout_in);
-  const auto& s = x.shape();
+  const auto& o = dout.shape();
+  const std::vector<int64_t> s = {o[0], o[1], o[2] / 2, o[3] / 2};
   const int64_t planes = s[0] * s[1], h = s[2], w = s[3];
-  auto dx = paddle::empty(s, paddle::DataType::FLOAT32, x.place());
+  auto dx = paddle::empty(s, paddle::DataType::FLOAT32, dout.place());
   const float* src = dout.data<float>();
   float* dst = dx.data<float>();
 #pragma omp parallel for
@@ -52,8 +55,6 @@ std::vector<std::vector<int64_t>> InferShape(const std::vector<int64_t>& x) {
   return {{x[0], x[1], 2 * x[2], 2 * x[3]}};
 }
 
-std::vector<paddle::DataType> InferDtype(const paddle::DataType& x) { return {x}; }
-
 }  // namespace
 
 PD_BUILD_OP(upsample2)
@@ -61,9 +62,9 @@ PD_BUILD_OP(upsample2)
     .Outputs({"Out"})
     .SetKernelFn(PD_KERNEL(Forward))
     .SetInferShapeFn(PD_INFER_SHAPE(InferShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(InferDtype));
+    .SetInferDtypeFn(PD_INFER_DTYPE(kernels::same_dtype));
 
 PD_BUILD_GRAD_OP(upsample2)
-    .Inputs({"X", paddle::Grad("Out")})
+    .Inputs({paddle::Grad("Out")})
     .Outputs({paddle::Grad("X")})
     .SetKernelFn(PD_KERNEL(Backward));

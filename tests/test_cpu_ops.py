@@ -1,6 +1,6 @@
-"""The compiled CPU operators (cpu_ops.py): the oneDNN convolution's and the reflection
-padding's values and gradients against float64, where they are used, and what happens when
-they cannot be built."""
+"""The compiled CPU operators (cpu_ops.py): the values and gradients of the oneDNN convolution,
+the reflection padding, the warp, the window means and the upsampling against Paddle's kernels
+in float64, where they are used, and what happens when they cannot be built."""
 import platform
 import types
 import zipfile
@@ -242,6 +242,44 @@ def test_warp_passes_no_grid_gradient_from_the_border_itself():
     assert np.all(grad[0, 0, 1, 1] != 0) and abs(paddles[0, 0, 0, 0]) > 0.1  # the other axis; Paddle's differs
 
 
+@pytest.mark.skipif(not BUILDS_HERE, reason="the operators are built on Linux x86_64 only")
+@pytest.mark.parametrize("function", [layers.reflection_pad, layers.mean3x3, layers.upsample])
+def test_backwards_do_not_hold_on_to_their_input(function):
+    """Their gradients need only the output's: changing the input in place afterwards is fine,
+    and the input's memory is free before the backward."""
+    assert cpu_ops.operators() is not None, "the operators did not build (see stderr)"
+    leaf = paddle.randn([1, 2, 5, 6])
+    leaf.stop_gradient = False
+    x = leaf * 2
+    out = function(x)
+    x.add_(paddle.ones_like(x))
+    out.sum().backward()
+    expected = paddle.to_tensor(leaf.numpy(), stop_gradient=False)
+    function(expected * 2).sum().backward()
+    np.testing.assert_array_equal(leaf.grad.numpy(), expected.grad.numpy())
+
+
+@pytest.mark.skipif(not BUILDS_HERE, reason="the operators are built on Linux x86_64 only")
+@pytest.mark.parametrize("image_size", [(1, 1), (1, 5), (2, 1), (2, 2)])
+def test_warp_of_tiny_images_is_paddles_and_a_nan_coordinate_stays_in_its_pixel(image_size):
+    assert cpu_ops.operators() is not None, "the operators did not build (see stderr)"
+    rng = np.random.default_rng(5)
+    image = rng.standard_normal((1, 2) + image_size).astype(np.float32)
+    grid = rng.uniform(-1.3, 1.3, (1, 3, 4, 2)).astype(np.float32)
+    ours = warped(layers.warp, image, grid, True, "float32")
+    for got, want in zip(ours, warped(paddles_grid_sample, image, grid, True, "float64")):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # A diverged depth: NaN comes out of that pixel only, and nothing is read outside the image.
+    # (Paddle 3.0.0's own grid_sample segfaults on it, so it is not the reference here.)
+    grid[0, 2, 3] = [np.nan, 0.5]
+    out, grid_grad, image_grad = warped(layers.warp, image, grid, True, "float32")
+    nan = np.isnan(out)
+    assert nan[0, :, 3, 2].all() and nan.sum() == 2  # warped() hands over the grid transposed
+    np.testing.assert_array_equal(out[~nan], ours[0][~nan])
+    assert np.isnan(grid_grad[0, 2, 3]).any() and not np.isnan(np.delete(grid_grad.reshape(-1, 2), 11, 0)).any()
+    assert not np.isnan(image_grad).any()
+
+
 def test_without_the_operator_paddles_kernel_runs_and_says_why_once(monkeypatch, fresh_state, capsys):
     def unavailable():
         raise cpu_ops.Unavailable("no C++ compiler (install g++)")
@@ -252,7 +290,7 @@ def test_without_the_operator_paddles_kernel_runs_and_says_why_once(monkeypatch,
     for _ in range(2):
         np.testing.assert_array_equal(layer(x).numpy(), F.conv2d(x, layer.weight, layer.bias, 1, 1).numpy())
     err = capsys.readouterr().err
-    assert err.count("convolutions, padding and warps run on Paddle's own CPU kernels") == 1
+    assert err.count("convolutions, padding, warps, window means and upsampling run on Paddle's own CPU kernels") == 1
     assert err.strip().endswith("no C++ compiler (install g++)")
 
 

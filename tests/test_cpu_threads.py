@@ -3,6 +3,7 @@ among the processes of a distributed launch; a value the user set is kept; Paddl
 about it and about ccache are not shown; on AMD processors MKL is told to use its AVX2 path;
 freed memory is kept for reuse."""
 import os
+import platform
 import subprocess
 import sys
 
@@ -45,17 +46,20 @@ def test_processor_vendor_is_read_from_cpuinfo(tmp_path):
     assert cpu_threads.processor_vendor(str(tmp_path / "missing")) == ""
 
 
-@pytest.mark.parametrize("user_value", [None, "4"])
-def test_mkl_is_told_to_use_its_avx2_path_on_amd_only(user_value):
-    clean = {k: v for k, v in os.environ.items() if k != "MKL_DEBUG_CPU_TYPE"}
+@pytest.mark.parametrize("user_value, paddles_kernels", [(None, False), ("4", False), (None, True)])
+def test_mkl_is_told_to_use_its_avx2_path_on_amd_only(user_value, paddles_kernels):
+    """Not with MONODEPTH2_CPU_OPS=paddle: the convolutions on MKL would then fail the golden check."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("MKL_DEBUG_CPU_TYPE", "MONODEPTH2_CPU_OPS")}
     if user_value is not None:
         clean["MKL_DEBUG_CPU_TYPE"] = user_value
+    if paddles_kernels:
+        clean["MONODEPTH2_CPU_OPS"] = "paddle"
     code = "import cpu_threads, os, paddle; print(os.environ.get('MKL_DEBUG_CPU_TYPE', '-'))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=clean,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     amd = cpu_threads.processor_vendor() == "AuthenticAMD"
-    expected = user_value or ("5" if amd else "-")
+    expected = user_value or ("5" if amd and not paddles_kernels else "-")
     assert proc.stdout.split() == [expected]
 
 
@@ -75,11 +79,12 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc")
 def test_freed_memory_is_reused_without_faulting_its_pages_in_again():
     """glibc alone gives a 64 MB block back to the kernel when it is freed: writing the next
     one faults every page in again; after cpu_threads it reuses it."""
-    clean = {k: v for k, v in os.environ.items() if k not in cpu_threads.MALLOC_SETTINGS}
+    clean = {k: v for k, v in os.environ.items()
+             if not (k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "MONODEPTH2_MALLOC", "LD_PRELOAD"))}
 
     def refaults(setup):
         proc = subprocess.run([sys.executable, "-c", REFAULTS.format(setup=setup)], capture_output=True,
@@ -92,6 +97,9 @@ def test_freed_memory_is_reused_without_faulting_its_pages_in_again():
     assert alone >= 32 and kept <= alone // 16
 
 
-def test_malloc_settings_of_the_user_are_kept(monkeypatch):
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
+@pytest.mark.parametrize("name, value", [("MALLOC_TRIM_THRESHOLD_", "1000000"), ("MALLOC_ARENA_MAX", "2"),
+                                         ("MONODEPTH2_MALLOC", "glibc")])
+def test_malloc_settings_of_the_user_are_kept(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    assert cpu_threads.user_malloc_settings() == [name]
     assert cpu_threads.keep_freed_memory() is False
