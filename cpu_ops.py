@@ -1,13 +1,15 @@
 """CPU operators for Paddle's eager mode, compiled on first use: the convolutions on the oneDNN
 library that Paddle's wheel already ships; the reflection padding, the bilinear warp, SSIM's
-3x3 window means and the nearest upsampling as plain loops.
+3x3 window means, the nearest upsampling and the photometric error (SSIM + L1) as plain loops.
 
 Paddle's eager CPU convolution is im2col + GEMM: forward and backward it took 2.4-6x PyTorch's
 time on the AMD EPYC VM, most of a training step (DEVELOPERS.md). PyTorch runs oneDNN's
 kernels; Paddle uses them only in inference programs. kernels/onednn_conv.cc calls them
 eagerly: 0.8-1.1x PyTorch's time on the same shapes, and the golden check passes. Paddle's
 padding, grid_sample, average pooling and nearest upsampling took 2-44x PyTorch's time there;
-the other kernels/*.cc take 0.3-2.3x.
+the other kernels/*.cc take 0.3-2.3x. -O3 vectorizes their loops; -fno-trapping-math lets it
+vectorize the ones with comparisons (values are unchanged: no FMA contraction without -march,
+no reassociation).
 
 They are compiled together on first use (about 30 s with g++; cached under
 ~/.cache/monodepth2-paddle, or $MONODEPTH2_CACHE) against oneDNN's C++ headers, which come from
@@ -42,7 +44,7 @@ OWN_HEADERS = sorted(os.path.join(KERNELS, name) for name in os.listdir(KERNELS)
 ONEDNN_VERSION = (3, 6)  # what Paddle 3.0-3.3 link, and the headers below
 HEADERS = "onednn-devel==2025.0.1"
 HEADERS_SHA256 = "6daea2b679ccc59bf0c3a174b97ff99270d04bff1c5cacd7f1bc9b8eee99c86f"
-CXX_FLAGS = ["-O2", "-fopenmp"]
+CXX_FLAGS = ["-O3", "-fno-trapping-math", "-fopenmp"]
 # The wheel's dnnl_config.h describes a SYCL + TBB build; Paddle's library uses OpenMP only.
 CONFIG_HEADER = """#ifndef ONEAPI_DNNL_DNNL_CONFIG_H
 #define ONEAPI_DNNL_DNNL_CONFIG_H
@@ -224,9 +226,9 @@ def operators():
             try:
                 _state["ops"] = build_and_load()
             except Unavailable as err:
-                print("convolutions, padding, warps, window means and upsampling run on Paddle's own "
-                      "CPU kernels (slower; MONODEPTH2_CPU_OPS=paddle says so without trying): " + str(err),
-                      file=sys.stderr)
+                print("convolutions, padding, warps, window means, upsampling and photometric errors run on "
+                      "Paddle's own CPU kernels (slower; MONODEPTH2_CPU_OPS=paddle says so without trying): "
+                      + str(err), file=sys.stderr)
     return _state["ops"]
 
 

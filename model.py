@@ -7,7 +7,8 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 import network
-from layers import SSIM, BackprojectDepth, Project3D, disp_to_depth, get_smooth_loss, transformation_from_parameters, warp
+from layers import (SSIM, BackprojectDepth, Project3D, disp_to_depth, get_smooth_loss, photometric_error,
+                    transformation_from_parameters, warp)
 
 
 def frame_ids_of(opt):
@@ -187,11 +188,9 @@ class MonodepthModel(nn.Layer):
     def reprojection_loss(self, pred, target, target_stats=None):
         """Per-pixel photometric error: 0.85 SSIM + 0.15 L1 (L1 alone with --no_ssim).
         `target_stats` are the target's SSIM statistics, if already computed."""
-        l1 = paddle.abs(target - pred).mean(1, keepdim=True)
         if self.opt.no_ssim:
-            return l1
-        ssim = self.ssim(pred, target if target_stats is None else target_stats)
-        return 0.85 * ssim.mean(1, keepdim=True) + 0.15 * l1
+            return paddle.abs(target - pred).mean(1, keepdim=True)
+        return photometric_error(pred, target, target_stats or self.ssim.target_stats(target))
 
     def minimum_choice(self, combined, scale):
         """Index of the smallest photometric error per pixel (N x 1 x H x W). When

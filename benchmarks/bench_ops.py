@@ -5,7 +5,8 @@
 
 Each op is one expression of `F` (paddle.nn.functional or torch.nn.functional: the
 calls below mean the same in both) or `P` (the project's own: cpu_ops.conv2d, layers.warp,
-layers.reflection_pad, layers.mean3x3 and layers.upsample, against torch's F doing the same)
+layers.reflection_pad, layers.mean3x3, layers.upsample and layers.photometric_error (with the
+target's statistics computed in each call), against torch's F doing the same)
 on the same seeded inputs, at the sizes of a 640x192 batch-2 training step; it is timed forward only (no autograd) and forward + backward
 (of the output's sum, into every input marked as needing a gradient). With --ref_python
 (default ../refvenv/bin/python, if present) torch runs the same ops in a worker process
@@ -56,6 +57,8 @@ OPS = {
     "pad reflect 1 3ch 192x640": ("F.pad(a, [1, 1, 1, 1], mode='reflect')", [((2, 3, 192, 640), "randn", True)]),
     "pad reflect 1 (project's) 32ch 192x640": ("P.reflection_pad(a)", [((2, 32, 192, 640), "randn", True)]),
     "pow 2 15ch 192x640": ("a ** 2", [((2, 15, 192, 640), "randn", True)]),
+    "photometric error (project's) 3ch 192x640": ("P.photometric_error(a, b)",
+                                                  [((2, 3, 192, 640), "randn", True), ((2, 3, 192, 640), "randn", False)]),
 }
 MODES = ("fwd", "fwd+bwd")
 
@@ -102,14 +105,29 @@ class Side:
                 warp=lambda a, b: self.F.grid_sample(a, b, mode="bilinear", padding_mode="border",
                                                      align_corners=True),
                 mean3x3=lambda a: self.F.avg_pool2d(a, 3, 1),
-                upsample=lambda a: self.F.interpolate(a, scale_factor=2, mode="nearest"))
+                upsample=lambda a: self.F.interpolate(a, scale_factor=2, mode="nearest"),
+                photometric_error=self.reference_photometric_error)
         else:
             import paddle
             import cpu_ops
             import layers
             self.lib, self.F = paddle, paddle.nn.functional
-            self.P = types.SimpleNamespace(conv2d=cpu_ops.conv2d, reflection_pad=layers.reflection_pad,
-                                           warp=layers.warp, mean3x3=layers.mean3x3, upsample=layers.upsample)
+            self.P = types.SimpleNamespace(
+                conv2d=cpu_ops.conv2d, reflection_pad=layers.reflection_pad, warp=layers.warp,
+                mean3x3=layers.mean3x3, upsample=layers.upsample,
+                photometric_error=lambda a, b: layers.photometric_error(a, b, layers.SSIM().target_stats(b)))
+
+    def reference_photometric_error(self, a, b):
+        """The reference's reprojection loss of `a` against `b`: 0.85 SSIM + 0.15 L1, each
+        averaged over the channels, SSIM pooling both images' moments on every call."""
+        x, y = self.F.pad(a, [1, 1, 1, 1], mode="reflect"), self.F.pad(b, [1, 1, 1, 1], mode="reflect")
+        pool = lambda t: self.F.avg_pool2d(t, 3, 1)
+        mu_x, mu_y = pool(x), pool(y)
+        sigma_x, sigma_y, sigma_xy = pool(x * x) - mu_x ** 2, pool(y * y) - mu_y ** 2, pool(x * y) - mu_x * mu_y
+        n = (2 * mu_x * mu_y + 0.01 ** 2) * (2 * sigma_xy + 0.03 ** 2)
+        d = (mu_x ** 2 + mu_y ** 2 + 0.01 ** 2) * (sigma_x + sigma_y + 0.03 ** 2)
+        ssim = self.lib.clamp((1 - n / d) / 2, 0, 1)
+        return 0.85 * ssim.mean(1, keepdim=True) + 0.15 * (b - a).abs().mean(1, keepdim=True)
 
     def tensor(self, array, grad):
         if self.name == "torch":

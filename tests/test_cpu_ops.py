@@ -1,5 +1,5 @@
 """The compiled CPU operators (cpu_ops.py): the values and gradients of the oneDNN convolution,
-the reflection padding, the warp, the window means and the upsampling against Paddle's kernels
+the reflection padding, the warp, the window means, the upsampling and the photometric error against Paddle's kernels
 in float64, where they are used, and what happens when they cannot be built."""
 import platform
 import types
@@ -196,6 +196,60 @@ def test_upsampling_copies_and_sums_its_gradient_as_interpolate(transposed):
     np.testing.assert_array_equal(grad, expected_grad)  # four terms, summed in the same order
 
 
+def photometric(function, pred, target, dtype, transposed=False):
+    """function's error map and the gradient to `pred` of a fixed weighted sum of it."""
+    leaf = paddle.to_tensor(pred.astype(dtype), stop_gradient=False)
+    x, y = leaf, paddle.to_tensor(target.astype(dtype))
+    if transposed:  # a strided view, as the rest of a step may hand over
+        x, y = x.transpose([0, 1, 3, 2]), y.transpose([0, 1, 3, 2])
+    out = function(x, y, layers.SSIM().target_stats(y))
+    weights = np.random.default_rng(5).standard_normal(out.shape)
+    (out * paddle.to_tensor(weights.astype(dtype))).sum().backward()
+    return out.numpy(), leaf.grad.numpy()
+
+
+def composed_photometric(x, y, stats):
+    return 0.85 * layers.SSIM()(x, stats).mean(1, keepdim=True) + 0.15 * paddle.abs(y - x).mean(1, keepdim=True)
+
+
+@pytest.mark.skipif(not BUILDS_HERE, reason="the operators are built on Linux x86_64 only")
+@pytest.mark.parametrize("shape, transposed", [((2, 3, 12, 17), False), ((1, 2, 2, 2), False), ((3, 1, 7, 5), True)])
+def test_photometric_error_is_the_composed_one_bit_for_bit_with_as_accurate_a_gradient(shape, transposed):
+    assert cpu_ops.operators() is not None, "the operators did not build (see stderr)"
+    rng = np.random.default_rng(8)
+    target = rng.uniform(0, 1, shape).astype(np.float32)
+    pred = np.clip(target + 0.05 * rng.standard_normal(shape), 0, 1).astype(np.float32)
+    pred[0, 0, :1, :2] = target[0, 0, :1, :2]  # ties of the L1 term
+    fused = photometric(layers.photometric_error, pred, target, "float32", transposed)
+    composed = photometric(composed_photometric, pred, target, "float32", transposed)
+    exact = photometric(composed_photometric, pred, target, "float64", transposed)
+    np.testing.assert_array_equal(fused[0], composed[0])
+    assert relative_l2(fused[1], exact[1]) <= 1.1 * relative_l2(composed[1], exact[1]) + 1e-7
+    assert relative_l2(fused[1], exact[1]) < 1e-5
+
+
+def test_photometric_error_uses_the_operator_only_eagerly_in_float32_without_target_gradient(monkeypatch):
+    calls = []
+
+    def spy(x, y, mu_y, yy):
+        calls.append(x.shape)
+        return composed_photometric(x, x, (y, mu_y, paddle.square(mu_y), yy))
+
+    x, y = paddle.rand([1, 3, 4, 5]), paddle.rand([1, 3, 4, 5])
+    y64 = y.astype("float64")
+    y_grad = y.detach()
+    y_grad.stop_gradient = False  # a target that takes a gradient gets it from the composed error
+    stats = [layers.SSIM().target_stats(t) for t in (y, y64, y_grad)]
+    monkeypatch.setitem(cpu_ops._state, "tried", True)
+    monkeypatch.setitem(cpu_ops._state, "ops", types.SimpleNamespace(
+        photometric_error=spy, mean3x3=lambda t: F.avg_pool2d(t, 3, 1),
+        reflection_pad1=lambda t: F.pad(t, [1, 1, 1, 1], mode="reflect")))
+    layers.photometric_error(x, y, stats[0])
+    layers.photometric_error(x.astype("float64"), y64, stats[1])
+    layers.photometric_error(x, y_grad, stats[2]).sum().backward()
+    assert calls == [[1, 3, 4, 5]] and y_grad.grad is not None
+
+
 def warped(warp, image, grid, image_grad, dtype):
     """warp's output and the gradients of a fixed weighted sum of it (the image's or None)."""
     x = paddle.to_tensor(image.astype(dtype), stop_gradient=not image_grad)
@@ -290,7 +344,8 @@ def test_without_the_operator_paddles_kernel_runs_and_says_why_once(monkeypatch,
     for _ in range(2):
         np.testing.assert_array_equal(layer(x).numpy(), F.conv2d(x, layer.weight, layer.bias, 1, 1).numpy())
     err = capsys.readouterr().err
-    assert err.count("convolutions, padding, warps, window means and upsampling run on Paddle's own CPU kernels") == 1
+    assert err.count("convolutions, padding, warps, window means, upsampling and photometric errors run on "
+                     "Paddle's own CPU kernels") == 1
     assert err.strip().endswith("no C++ compiler (install g++)")
 
 
