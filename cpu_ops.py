@@ -8,8 +8,8 @@ kernels; Paddle uses them only in inference programs. kernels/onednn_conv.cc cal
 eagerly: 0.8-1.1x PyTorch's time on the same shapes, and the golden check passes. Paddle's
 padding, grid_sample, average pooling and nearest upsampling took 2-44x PyTorch's time there;
 the other kernels/*.cc take 0.3-2.3x. -O3 vectorizes their loops; -fno-trapping-math lets it
-vectorize the ones with comparisons (values are unchanged: no FMA contraction without -march,
-no reassociation).
+vectorize the ones with comparisons; -ffp-contract=off keeps products and sums apart (no FMA,
+even with a CXX that adds -march=native), so the values are those of the written order.
 
 They are compiled together on first use (about 30 s with g++; cached under
 ~/.cache/monodepth2-paddle, or $MONODEPTH2_CACHE) against oneDNN's C++ headers, which come from
@@ -44,7 +44,7 @@ OWN_HEADERS = sorted(os.path.join(KERNELS, name) for name in os.listdir(KERNELS)
 ONEDNN_VERSION = (3, 6)  # what Paddle 3.0-3.3 link, and the headers below
 HEADERS = "onednn-devel==2025.0.1"
 HEADERS_SHA256 = "6daea2b679ccc59bf0c3a174b97ff99270d04bff1c5cacd7f1bc9b8eee99c86f"
-CXX_FLAGS = ["-O3", "-fno-trapping-math", "-fopenmp"]
+CXX_FLAGS = ["-O3", "-fno-trapping-math", "-ffp-contract=off", "-fopenmp"]
 # The wheel's dnnl_config.h describes a SYCL + TBB build; Paddle's library uses OpenMP only.
 CONFIG_HEADER = """#ifndef ONEAPI_DNNL_DNNL_CONFIG_H
 #define ONEAPI_DNNL_DNNL_CONFIG_H

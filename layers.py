@@ -238,18 +238,25 @@ class SSIM(nn.Layer):
         return paddle.clip((1 - n / d) / 2, 0, 1)
 
 
-def photometric_error(pred, target, target_stats):
+def composed_photometric_error(pred, target, target_stats):
     """Per-pixel 0.85 * (1 - SSIM) / 2 + 0.15 * L1, each averaged over the channels: the
     reference's reprojection error of `pred` against `target`, whose SSIM.target_stats are
-    given. Eagerly on the CPU it is one cpu_ops kernel (the target takes no gradient there):
-    composed of Paddle's elementwise operators it was a sixth of a training step."""
-    y, mu_y, _, yy = target_stats
+    given, in Paddle's operators."""
+    l1 = paddle.abs(target - pred).mean(1, keepdim=True)
+    return 0.85 * SSIM()(pred, target_stats).mean(1, keepdim=True) + 0.15 * l1
+
+
+def photometric_error(pred, target, target_stats):
+    """composed_photometric_error, the same values; `target_stats` must be SSIM.target_stats(target).
+    Eagerly on the CPU it is one cpu_ops kernel, which reads the target from its statistics
+    and gives it no gradient: composed of Paddle's elementwise operators it was a sixth of a
+    training step."""
+    y, mu_y, _, yy = target_stats  # the kernel squares mu_y itself
     ops = cpu_ops.for_eager(pred, y, mu_y, yy)
     if ops is not None and y.stop_gradient and mu_y.stop_gradient and yy.stop_gradient and pred.ndim == 4 \
             and min(pred.shape[2:]) >= 2 and list(y.shape) == pred.shape[:2] + [s + 2 for s in pred.shape[2:]]:
         return ops.photometric_error(pred, y, mu_y, yy)
-    l1 = paddle.abs(target - pred).mean(1, keepdim=True)
-    return 0.85 * SSIM()(pred, target_stats).mean(1, keepdim=True) + 0.15 * l1
+    return composed_photometric_error(pred, target, target_stats)
 
 
 def get_smooth_loss(disp, img):

@@ -7,8 +7,8 @@
 //
 // The target's statistics come in precomputed (layers.SSIM.target_stats: the padded target, its
 // window mean and the window mean of its square); the target takes no gradient. The forward
-// values follow the composed version's order of operations, so the two agree bit for bit up to
-// the channel mean.
+// follows the composed version's order of operations (layers.composed_photometric_error), so
+// the two agree bit for bit, channel means included.
 
 #include <algorithm>
 #include <cmath>
