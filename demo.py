@@ -327,14 +327,14 @@ def demo_intrinsics(args, info, image_size):
         fx, fy, cx, cy = args.intrinsics
         width, height = image_size
         normalised = [[fx / width, 0, cx / width], [0, fy / height, cy / height], [0, 0, 1]]
-        return camera_matrix(normalised, info["width"], info["height"])
+        return camera_matrix(normalised, info["width"], info["height"], image_size)
     dataset = info.get("dataset") or "kitti"
     fixed = getattr(dataset_class(dataset), "K", None)
     if fixed is None:
         print("-> The weights were trained on --dataset {}, whose intrinsics are not recorded: using "
               "KITTI's; give --intrinsics FX FY CX CY for your camera".format(dataset))
         fixed = dataset_class("kitti").K
-    return camera_matrix(fixed, info["width"], info["height"])
+    return camera_matrix(fixed, info["width"], info["height"], image_size)
 
 
 def colours_of(batch):

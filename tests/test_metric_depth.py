@@ -78,6 +78,25 @@ def test_sequence_scale_is_the_median_of_the_frames_with_ground():
         sequence_scale([None, None])
 
 
+@pytest.mark.parametrize("image_size", [(1242, 375), (621, 188)])
+def test_a_depth_map_resized_from_a_larger_image_back_projects_onto_its_road(image_size):
+    """The network sees a resize: its pixel u looks where the image's (u + 0.5) W / w - 0.5 does.
+    With the image's size the road's points lie on the road; without it the cloud is tilted (the
+    scale, the road's distance, is the same either way)."""
+    big = camera_matrix(KITTIDataset.K, *image_size)
+    u, v = np.meshgrid((np.arange(WIDTH) + 0.5) * image_size[0] / WIDTH - 0.5,
+                       (np.arange(HEIGHT) + 0.5) * image_size[1] / HEIGHT - 0.5)
+    rows = (v - big[1, 2]) / big[1, 1]  # the rays' y per unit depth, level camera
+    road = rows > 1.65 / 80
+    depth = np.where(road, 1.65 / np.where(road, rows, 1), 80.0)  # a level road 1.65 m below, 80 m beyond
+    resized = camera_matrix(KITTIDataset.K, WIDTH, HEIGHT, image_size)
+    np.testing.assert_allclose(backproject(depth, resized)[road][:, 1], 1.65, rtol=1e-9)
+    tilted = backproject(depth, K)[road]
+    assert np.abs(tilted[:, 1] - 1.65).max() > 0.05 * 1.65  # the far road, too high
+    assert ground_scale(depth, resized, 1.65) == pytest.approx(ground_scale(depth, K, 1.65), rel=1e-4)
+    assert ground_scale(depth, resized, 1.65) == pytest.approx(1.0, abs=1e-3)
+
+
 def test_camera_path_chains_the_inverse_motions_and_scales_translations():
     # the camera moves 1 unit forward per frame: points move 1 unit towards it (z - 1)
     forward = np.eye(4)
