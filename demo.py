@@ -321,20 +321,19 @@ def at_image_size(disp, image):
 
 
 def demo_intrinsics(args, info, image_size):
-    """3 x 3 pixel intrinsics at the network's input size: --intrinsics (pixels of the input
-    image of `image_size`), else those of the dataset the weights record, else KITTI's."""
+    """Normalised 3 x 3 intrinsics of the input image of `image_size`: --intrinsics (its pixels),
+    else those of the dataset the weights record, else KITTI's."""
     if args.intrinsics:
         fx, fy, cx, cy = args.intrinsics
         width, height = image_size
-        normalised = [[fx / width, 0, cx / width], [0, fy / height, cy / height], [0, 0, 1]]
-        return camera_matrix(normalised, info["width"], info["height"], image_size)
+        return np.array([[fx / width, 0, cx / width], [0, fy / height, cy / height], [0, 0, 1]])
     dataset = info.get("dataset") or "kitti"
     fixed = getattr(dataset_class(dataset), "K", None)
     if fixed is None:
         print("-> The weights were trained on --dataset {}, whose intrinsics are not recorded: using "
               "KITTI's; give --intrinsics FX FY CX CY for your camera".format(dataset))
         fixed = dataset_class("kitti").K
-    return camera_matrix(fixed, info["width"], info["height"], image_size)
+    return np.array(fixed, dtype=np.float64)[:3, :3]
 
 
 def colours_of(batch):
@@ -352,7 +351,7 @@ class Scene3D:
     def __init__(self, args, info, output_dir, summary_dir):
         """Per-frame clouds go to `output_dir`, the camera path and the drive's cloud to `summary_dir`."""
         self.args, self.info, self.output_dir, self.summary_dir = args, info, output_dir, summary_dir
-        self.K = None
+        self.size = self.K = self.from_training = None  # the input size K and from_training are for
         self.fixed_scale = None  # metres per unit of stereo-trained depth
         if args.camera_height is None and info["use_stereo"]:
             self.fixed_scale = known_stereo_scale(info)
@@ -377,8 +376,8 @@ class Scene3D:
         adding the frame to the camera path as asked."""
         if self.args.camera_height is None and not self.args.point_cloud and self.pose_net is None:
             return self.fixed_scale  # nothing 3D asked for: no intrinsics, no back-projection
-        if self.K is None:
-            self.K = demo_intrinsics(self.args, self.info, image.size)
+        if image.size != self.size:
+            self.use_intrinsics(image.size)
         scale = self.fixed_scale
         if self.args.camera_height is not None:
             scale = self.road_scale(name, depth)
@@ -390,6 +389,17 @@ class Scene3D:
                 step = self.DRIVE_STRIDE
                 self.frames.append((backproject(depth, self.K)[::step, ::step], colours_of(batch)[::step, ::step]))
         return scale
+
+    def use_intrinsics(self, image_size):
+        """K: pixel intrinsics of the network's input resized from an image of `image_size`, the
+        resize's half-pixel shift included (metric_depth.camera_matrix); from_training: 4 x 4 map
+        from the frame training learns in (K without the shift, as the reference) to K's, which
+        the pose network's motions are carried into, to match the clouds."""
+        normalised = demo_intrinsics(self.args, self.info, image_size)
+        width, height = self.info["width"], self.info["height"]
+        self.size, self.K = image_size, camera_matrix(normalised, width, height, image_size)
+        self.from_training = np.eye(4)
+        self.from_training[:3, :3] = np.linalg.inv(self.K) @ camera_matrix(normalised, width, height)
 
     def road_scale(self, name, depth):
         """The frame's scale from the road; without a road the median of the frames so far that
@@ -425,7 +435,8 @@ class Scene3D:
         encoder, decoder = self.pose_net
         with paddle.no_grad():
             axisangle, translation = decoder([encoder(paddle.to_tensor(np.concatenate([previous, batch], 1)))])
-            return transformation_from_parameters(axisangle[:, 0], translation[:, 0]).numpy()[0]
+            motion = transformation_from_parameters(axisangle[:, 0], translation[:, 0]).numpy()[0]
+        return self.from_training @ motion @ np.linalg.inv(self.from_training)
 
     def write_cloud(self, path, points, colours, metric, poses=None):
         """A PLY of the points (one frame's H x W x 3, or a list of them placed by `poses`)
@@ -652,8 +663,8 @@ def parse_args(argv=None):
                         help="the camera's height above the road: scales each image's depth to metres by the road "
                              "plane in its lower part (see above)")
     parser.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
-                        help="the camera's intrinsics in pixels of the input images (default: the weights' "
-                             "dataset's, KITTI's)")
+                        help="the camera's intrinsics in pixels of the input images, pixel centres at whole "
+                             "numbers as OpenCV's calibration gives them (default: the weights' dataset's, KITTI's)")
     parser.add_argument("--point_cloud", action="store_true", help="also write NAME.ply, a coloured point cloud")
     parser.add_argument("--cloud_max_depth", type=float, metavar="DEPTH",
                         help="leave points farther than this out of the point clouds (metres when metric)")

@@ -283,7 +283,8 @@ def check_aspect(path, disp_shape, gt_shape, index):
 
 
 def split_intrinsics(opt, split, split_lines, height, width):
-    """The 3 x 3 pixel intrinsics of each test image at the predictions' height x width."""
+    """The 3 x 3 pixel intrinsics of each test image at the predictions' height x width, without
+    the resize's half-pixel shift: it turns the road plane but keeps its distance, so the scale."""
     fixed = getattr(dataset_class(split.dataset), "K", None)  # KITTI's are the same for every image
     if fixed is not None:
         return [camera_matrix(fixed, width, height)] * len(split_lines)

@@ -8,7 +8,7 @@
     from layers import disp_to_depth
     from metric_depth import camera_matrix, ground_scale
     depth = disp_to_depth(disp, 0.1, 100)[1][0, 0]
-    K_px = camera_matrix(K, depth.shape[1], depth.shape[0], image_size=(W, H))  # the images' size before resizing
+    K_px = camera_matrix(K, depth.shape[1], depth.shape[0], image_size=image.size)  # the PIL image before resizing
     depth_m = depth * ground_scale(depth, K_px, camera_height=1.65)
 
 Backends, in the order "auto" tries them on the CPU (fastest first, as measured on a 2-core

@@ -30,12 +30,9 @@ def camera_matrix(K, width, height, image_size=None):
     """The 3 x 3 pixel intrinsics of a width x height image from normalised ones (a 3x3 or 4x4
     matrix whose first row is divided by the width, its second by the height: datasets/).
 
-    With `image_size` (W, H), the size of the image that was resized to width x height (the
-    network's input), the principal point takes the resize's half-pixel shift: pixel u of the
-    resized image sees the image's point (u + 0.5) W / width - 0.5. Training leaves it out, as the
-    reference does; there it only turns the camera frame that depth and pose are learnt in (by
-    0.19 degrees at 64 x 192 from KITTI's 375 rows, 0.04 at 192 x 640), which leaves the road's
-    distance and so the scale unchanged, but tilts a point cloud: far road would sit too high."""
+    With `image_size` (W, H) of the image resized to width x height, the principal point takes
+    the resize's half-pixel shift (pixel u sees the image's (u + 0.5) W / width - 0.5), which a
+    point cloud needs and training leaves out as the reference does (DEVELOPERS.md)."""
     K = np.array(K, dtype=np.float64)[:3, :3].copy()
     K[0] *= width
     K[1] *= height

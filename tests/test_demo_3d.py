@@ -113,21 +113,35 @@ def test_without_a_height_mono_clouds_are_up_to_scale_and_cropped(mono_weights, 
     np.testing.assert_allclose(points @ normal, 1.65 * UNKNOWN, rtol=1e-3)  # the road in the network's units
 
 
-def test_clouds_of_larger_images_take_the_resize_into_the_intrinsics(mono_weights, tmp_path, road_network):
-    """A 384 x 128 image (--intrinsics in its pixels, or KITTI's) on the 192 x 64 network: the
-    cloud is back-projected with the principal point the resize moved (metric_depth.camera_matrix)."""
-    Image.fromarray(np.full((128, 384, 3), 90, np.uint8)).save(tmp_path / "big.png")
+def test_clouds_of_larger_images_take_the_resize_into_the_intrinsics(mono_weights, tmp_path, road_network,
+                                                                     monkeypatch):
+    """384 x 128 frames (--intrinsics in their pixels, or KITTI's) on the 192 x 64 network: clouds
+    are back-projected with the principal point the resize moved (metric_depth.camera_matrix), and
+    the pose network's motions, learnt without that shift, are carried into the clouds' frame."""
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(rng.integers(1, 256, (128, 384, 3), dtype=np.uint8)).save(drive / "{}.png".format(i))
     given = [0.6 * 384, 1.9 * 128, 190.0, 60.0]
-    for intrinsics, K in [([], camera_matrix(KITTIDataset.K, 192, 64, (384, 128))),
-                          (["--intrinsics"] + given, camera_matrix(
-                              [[given[0] / 384, 0, given[2] / 384], [0, given[1] / 128, given[3] / 128], [0, 0, 1]],
-                              192, 64, (384, 128)))]:
-        run_demo("--image_path", tmp_path / "big.png", "--load_weights_folder", mono_weights, "--point_cloud",
-                 "--output_dir", tmp_path / "out", *intrinsics)
-        depth = 1 / np.load(tmp_path / "out" / "big_disp.npy")[0, 0]
-        points = read_ply(tmp_path / "out" / "big.ply")[0]
-        np.testing.assert_allclose(points, backproject(depth, K).reshape(-1, 3), rtol=1e-5, atol=1e-5)
-        assert K[1, 2] == pytest.approx((given[3] if intrinsics else 64.0) / 2 - 0.25)  # half a pixel of 128 rows
+    forward = np.array([[1, 0, 0, 0], [0, 0.995, -0.0998, 0], [0, 0.0998, 0.995, -1.0], [0, 0, 0, 1]])  # 1 m, 5.7 deg
+    monkeypatch.setattr(demo, "transformation_from_parameters", lambda *_: paddle.to_tensor(forward[None]))
+    for intrinsics, normalised, centre in [
+            ([], KITTIDataset.K, (95.75, 31.75)),
+            (["--intrinsics"] + given, [[given[0] / 384, 0, given[2] / 384], [0, given[1] / 128, given[3] / 128],
+                                        [0, 0, 1]], (94.75, 29.75))]:
+        K = camera_matrix(normalised, 192, 64, (384, 128))
+        assert tuple(K[:2, 2]) == pytest.approx(centre)  # half a pixel of the input is a quarter of the network's
+        out = tmp_path / "out{}".format(len(intrinsics))
+        run_demo("--image_path", drive, "--ext", "png", "--load_weights_folder", mono_weights, "--point_cloud",
+                 "--trajectory", "--output_dir", out, *intrinsics)
+        depth = 1 / np.load(out / "1_disp.npy")[0, 0]
+        np.testing.assert_allclose(read_ply(out / "1.ply")[0], backproject(depth, K).reshape(-1, 3), rtol=1e-5,
+                                   atol=1e-5)
+        to_cloud = np.eye(4)
+        to_cloud[:3, :3] = np.linalg.inv(K) @ camera_matrix(normalised, 192, 64)
+        np.testing.assert_allclose(read_trajectory(out / "drive_trajectory.txt"),
+                                   camera_path([to_cloud @ forward @ np.linalg.inv(to_cloud)]), rtol=1e-6, atol=1e-6)
 
 
 def test_trajectory_and_drive_cloud(mono_weights, frames, tmp_path, road_network, capsys):

@@ -89,8 +89,10 @@ def test_a_depth_map_resized_from_a_larger_image_back_projects_onto_its_road(ima
     rows = (v - big[1, 2]) / big[1, 1]  # the rays' y per unit depth, level camera
     road = rows > 1.65 / 80
     depth = np.where(road, 1.65 / np.where(road, rows, 1), 80.0)  # a level road 1.65 m below, 80 m beyond
+    truth = np.stack([(u - big[0, 2]) / big[0, 0] * depth, rows * depth, depth], -1)  # the points the image sees
     resized = camera_matrix(KITTIDataset.K, WIDTH, HEIGHT, image_size)
-    np.testing.assert_allclose(backproject(depth, resized)[road][:, 1], 1.65, rtol=1e-9)
+    np.testing.assert_allclose(backproject(depth, resized), truth, rtol=1e-9, atol=1e-9)
+    assert np.abs(truth[road][:, 1] - 1.65).max() < 1e-9
     tilted = backproject(depth, K)[road]
     assert np.abs(tilted[:, 1] - 1.65).max() > 0.05 * 1.65  # the far road, too high
     assert ground_scale(depth, resized, 1.65) == pytest.approx(ground_scale(depth, K, 1.65), rel=1e-4)

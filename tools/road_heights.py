@@ -22,7 +22,8 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets.kitti_dataset import KITTIDataset  # noqa: E402
-from metric_depth import backproject, camera_matrix, fit_ground_plane, ground_points  # noqa: E402
+from metric_depth import (KITTI_CAMERA_HEIGHT, NoGroundError, backproject, camera_matrix, fit_ground_plane,  # noqa: E402
+                          ground_points)
 from scene_files import read_ply  # noqa: E402
 
 ON_ROAD = 0.02  # metres from the true road plane
@@ -36,7 +37,7 @@ def true_road(exact_depth, height, width):
     known = exact_depth > 0
     depth = np.where(known, exact_depth, np.nan)
     K = camera_matrix(KITTIDataset.K, cols, rows)
-    normal, distance, _ = fit_ground_plane(ground_points(depth, K), tolerance=ON_ROAD / 1.65)
+    normal, distance, _ = fit_ground_plane(ground_points(depth, K), tolerance=ON_ROAD / KITTI_CAMERA_HEIGHT)
     on_road = np.abs(backproject(depth, K) @ normal - distance) < ON_ROAD
     v = (np.arange(height) + 0.5) * rows / height - 0.5
     u = (np.arange(width) + 0.5) * cols / width - 0.5
@@ -51,13 +52,19 @@ def true_road(exact_depth, height, width):
 
 
 def road_heights(clouds, drive, height, width):
-    """(heights along the true normal, true depths) of the true road points of every cloud."""
-    paths = sorted(glob.glob(os.path.join(clouds, "*.ply")))
+    """(heights along the true normal, true depths) of the true road points of every metric
+    cloud in `clouds` (the drive's cloud, <stem>_drive.ply, left out)."""
+    paths = sorted(p for p in glob.glob(os.path.join(clouds, "*.ply")) if not p.endswith("_drive.ply"))
     if not paths:
         raise FileNotFoundError("{}: no .ply files (demo.py --point_cloud writes them)".format(clouds))
     heights, depths = [], []
     for path in paths:
-        points = read_ply(path)[0].astype(np.float64)
+        try:
+            points, _, comments = read_ply(path)
+        except ValueError as err:
+            raise ValueError("{}: {}".format(path, err) if path not in str(err) else str(err)) from None
+        if not any("in metres" in line for line in comments):
+            raise ValueError("{}: not in metres (run demo.py with --camera_height)".format(path))
         if len(points) != height * width:
             raise ValueError("{}: {} points, not one per pixel of {} x {} (--height/--width; no "
                              "--cloud_max_depth)".format(path, len(points), height, width))
@@ -65,9 +72,17 @@ def road_heights(clouds, drive, height, width):
         if not os.path.isfile(truth):
             raise FileNotFoundError("{}: no exact depth for {} (a drive of tools/make_synthetic_kitti.py?)".format(
                 truth, path))
-        road, depth, normal = true_road(np.asarray(Image.open(truth), np.float64) / 256, height, width)
-        heights.append(points.reshape(height, width, 3)[road] @ normal)
+        exact = np.asarray(Image.open(truth))
+        if exact.ndim != 2 or exact.dtype != np.uint16:
+            raise ValueError("{}: not a depth map (16-bit, one channel, metres * 256)".format(truth))
+        try:
+            road, depth, normal = true_road(exact / 256.0, height, width)
+        except NoGroundError as err:
+            raise ValueError("{}: {}".format(truth, err)) from None
+        heights.append(points.astype(np.float64).reshape(height, width, 3)[road] @ normal)
         depths.append(depth[road])
+    if not sum(map(len, heights)):
+        raise ValueError("{}: no pixel of the network's {} x {} sees the true road".format(drive, height, width))
     return np.concatenate(heights), np.concatenate(depths)
 
 
@@ -91,7 +106,7 @@ def main(argv=None):
     parser.add_argument("drive", help="the synthetic drive folder whose image_02 frames they show")
     parser.add_argument("--height", type=int, default=64, help="the network's input height")
     parser.add_argument("--width", type=int, default=192, help="the network's input width")
-    parser.add_argument("--camera_height", type=float, default=1.65)
+    parser.add_argument("--camera_height", type=float, default=KITTI_CAMERA_HEIGHT)
     parser.add_argument("--tolerance", type=float, default=0.05, help="fraction of the camera height")
     args = parser.parse_args(argv)
     try:
