@@ -436,7 +436,10 @@ class Scene3D:
         with paddle.no_grad():
             axisangle, translation = decoder([encoder(paddle.to_tensor(np.concatenate([previous, batch], 1)))])
             motion = transformation_from_parameters(axisangle[:, 0], translation[:, 0]).numpy()[0]
-        return self.from_training @ motion @ np.linalg.inv(self.from_training)
+        motion = self.from_training @ motion @ np.linalg.inv(self.from_training)
+        u, _, vt = np.linalg.svd(motion[:3, :3])
+        motion[:3, :3] = u @ vt  # the nearest rotation: poses stay rigid (KITTI odometry files, evo)
+        return motion
 
     def write_cloud(self, path, points, colours, metric, poses=None):
         """A PLY of the points (one frame's H x W x 3, or a list of them placed by `poses`)

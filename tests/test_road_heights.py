@@ -17,7 +17,9 @@ import road_heights  # noqa: E402
 IMAGE = (621, 188)  # the synthetic drive's image size (W, H)
 NET = (192, 64)
 METRIC = "monodepth2-paddle point cloud in metres; camera frame x right, y down, z forward"  # as demo.py writes
-BOX = (slice(140, 188), slice(250, 330))  # image pixels of a box on the road 6 m ahead
+# image pixels of a box on the road 6 m ahead; network pixel centres fall within a pixel of its
+# top (139.03), left (250.16) and right (331.02) edges, so sampling off by a fraction of a pixel shows
+BOX = (slice(140, 188), slice(251, 332))
 
 
 def level_road(width, height, K, camera_height=1.65):
@@ -88,6 +90,9 @@ def test_errors_name_the_file(drive, tmp_path, capsys):
     assert "no .ply files" in error(tmp_path)
     write_ply(str(tmp_path / "c" / "0000000000.ply"), np.zeros((10, 3)), np.zeros((10, 3)), METRIC)
     assert "0000000000.ply: 10 points, not one per pixel of 64 x 192" in error(tmp_path / "c")
+    write_ply(str(tmp_path / "nan" / "0000000000.ply"), np.full((NET[0] * NET[1], 3), np.nan),
+              np.zeros((NET[0] * NET[1], 3)), METRIC)
+    assert "0000000000.ply: points that are not finite numbers" in error(tmp_path / "nan")
     write_cloud(tmp_path / "units", camera_matrix(KITTIDataset.K, *NET), comment="point cloud in units")
     assert "0000000000.ply: not in metres (run demo.py with --camera_height)" in error(tmp_path / "units")
     write_cloud(tmp_path / "d", camera_matrix(KITTIDataset.K, *NET))

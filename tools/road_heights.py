@@ -63,6 +63,8 @@ def road_heights(clouds, drive, height, width):
             points, _, comments = read_ply(path)
         except ValueError as err:
             raise ValueError("{}: {}".format(path, err) if path not in str(err) else str(err)) from None
+        if not np.isfinite(points).all():
+            raise ValueError("{}: points that are not finite numbers".format(path))
         if not any("in metres" in line for line in comments):
             raise ValueError("{}: not in metres (run demo.py with --camera_height)".format(path))
         if len(points) != height * width:
