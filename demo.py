@@ -93,6 +93,9 @@ DEFAULT_FPS = 10
 DEFAULT_DEPTH_RANGE = (0.1, 100)
 PREFETCH = 4  # images read and resized ahead of the network
 WAIT = object()  # Scene3D.frame: no scale yet for this frame
+# a frame's PLY comment: its pixel intrinsics and the sizes they are for (tools/road_heights.py reads it)
+CLOUD_INTRINSICS = ("intrinsics fx fy cx cy: {:.9g} {:.9g} {:.9g} {:.9g} (pixels of the {}x{} depth map, resized "
+                    "from a {}x{} image)")
 # one input and the network's outputs for it: disparity, and disp_to_depth's scaled disparity and depth
 Frame = collections.namedtuple("Frame", "name image batch disp scaled_disp depth")
 
@@ -457,8 +460,11 @@ class Scene3D:
             kept_points.append(frame_points)
             kept_colours.append(frame_colours[keep])
         unit = "metres" if metric else "units of the network's depth (up to scale)"
-        write_ply(path, np.concatenate(kept_points), np.concatenate(kept_colours),
-                  comment="monodepth2-paddle point cloud in {}; camera frame x right, y down, z forward".format(unit))
+        comment = "monodepth2-paddle point cloud in {}; camera frame x right, y down, z forward".format(unit)
+        if poses is None:
+            comment += "\n" + CLOUD_INTRINSICS.format(*self.K[[0, 1, 0, 1], [0, 1, 2, 2]], self.info["width"],
+                                                       self.info["height"], *self.size)
+        write_ply(path, np.concatenate(kept_points), np.concatenate(kept_colours), comment=comment)
 
     def finish(self, stem):
         """Print the sequence's scale; write the camera path, its plot and the drive's cloud."""

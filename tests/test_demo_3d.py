@@ -136,8 +136,9 @@ def test_clouds_of_larger_images_take_the_resize_into_the_intrinsics(mono_weight
         run_demo("--image_path", drive, "--ext", "png", "--load_weights_folder", mono_weights, "--point_cloud",
                  "--trajectory", "--output_dir", out, *intrinsics)
         depth = 1 / np.load(out / "1_disp.npy")[0, 0]
-        np.testing.assert_allclose(read_ply(out / "1.ply")[0], backproject(depth, K).reshape(-1, 3), rtol=1e-5,
-                                   atol=1e-5)
+        points, _, comments = read_ply(out / "1.ply")
+        np.testing.assert_allclose(points, backproject(depth, K).reshape(-1, 3), rtol=1e-5, atol=1e-5)
+        assert comments[1] == demo.CLOUD_INTRINSICS.format(K[0, 0], K[1, 1], *centre, 192, 64, 384, 128)
         to_cloud = np.eye(4)
         to_cloud[:3, :3] = np.linalg.inv(K) @ camera_matrix(normalised, 192, 64)
         carried = to_cloud @ forward @ np.linalg.inv(to_cloud)  # a shear of a rotation: off by 1e-4

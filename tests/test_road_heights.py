@@ -13,13 +13,15 @@ from scene_files import write_ply
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import road_heights  # noqa: E402
+from demo import CLOUD_INTRINSICS  # noqa: E402
 
 IMAGE = (621, 188)  # the synthetic drive's image size (W, H)
 NET = (192, 64)
 METRIC = "monodepth2-paddle point cloud in metres; camera frame x right, y down, z forward"  # as demo.py writes
-# image pixels of a box on the road 6 m ahead; network pixel centres fall within a pixel of its
-# top (139.03), left (250.16) and right (331.02) edges, so sampling off by a fraction of a pixel shows
-BOX = (slice(140, 188), slice(251, 332))
+# image pixels of a box above the road 6 m ahead; network pixel centres fall within a pixel of its
+# top (139.03), bottom (171.34), left (250.16) and right (331.02) edges, so sampling off by a
+# fraction of a pixel, or a road mask missing any one of a pixel's four corners, shows
+BOX = (slice(140, 172), slice(251, 332))
 
 
 def level_road(width, height, K, camera_height=1.65):
@@ -44,7 +46,11 @@ def drive(tmp_path):
     return tmp_path / "drive"
 
 
-def write_cloud(folder, K, comment=METRIC):
+def demo_comment(K, image=IMAGE):
+    return METRIC + "\n" + CLOUD_INTRINSICS.format(K[0, 0], K[1, 1], K[0, 2], K[1, 2], *NET, *image)
+
+
+def write_cloud(folder, K, comment=None):
     """The cloud the demo writes with intrinsics K for a network that sees the road's exact depth
     (through the resize: its pixels look where camera_matrix(..., image_size) says) and puts the
     box at 3 m instead of 6."""
@@ -54,7 +60,8 @@ def write_cloud(folder, K, comment=METRIC):
     v, u = np.meshgrid(*[(np.arange(n) + 0.5) * big / n - 0.5 for n, big in zip(NET[::-1], IMAGE[::-1])], indexing="ij")
     near_box = [(v > BOX[0].start - 1) & (v < BOX[0].stop), (u > BOX[1].start - 1) & (u < BOX[1].stop)]
     depth[near_box[0] & near_box[1]] = 3.0  # the pixels with an image neighbour in the box
-    write_ply(os.path.join(folder, "0000000000.ply"), backproject(depth, K), np.zeros((NET[0] * NET[1], 3)), comment)
+    write_ply(os.path.join(folder, "0000000000.ply"), backproject(depth, K), np.zeros((NET[0] * NET[1], 3)),
+              demo_comment(K) if comment is None else comment)
 
 
 def test_road_of_a_cloud_back_projected_through_the_resize_is_at_the_camera_height(drive, tmp_path, capsys):
@@ -99,6 +106,10 @@ def test_errors_name_the_file(drive, tmp_path, capsys):
     assert "no exact depth for" in error(tmp_path / "d", tmp_path)
     write_exact_depth(tmp_path / "wall", np.full(IMAGE[::-1], 5.0))  # no road in view
     assert "image_02/0000000000.png: no ground plane" in error(tmp_path / "d", tmp_path / "wall")
+    K = camera_matrix(KITTIDataset.K, *NET, image_size=(1242, 375))
+    write_cloud(tmp_path / "big", K, comment=demo_comment(K, image=(1242, 375)))  # a full-size KITTI frame's cloud
+    assert "big/0000000000.ply: a cloud of a 1242x375 image, but {} is 621x188".format(
+        drive / "proj_depth" / "groundtruth" / "image_02" / "0000000000.png") in error(tmp_path / "big")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "0000000000.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 9\n"
                                                       b"property float x\nend_header\n\x00")

@@ -15,6 +15,7 @@ report gives the share within --tolerance of --camera_height, overall and by tru
 import argparse
 import glob
 import os
+import re
 import sys
 
 import numpy as np
@@ -27,6 +28,7 @@ from metric_depth import (KITTI_CAMERA_HEIGHT, NoGroundError, backproject, camer
 from scene_files import read_ply  # noqa: E402
 
 ON_ROAD = 0.02  # metres from the true road plane
+RESIZED_FROM = re.compile(r"resized from a (\d+)x(\d+) image")  # demo.CLOUD_INTRINSICS; older clouds lack it
 DISTANCES = (0, 10, 20, 40, np.inf)  # metres, the report's bins of true depth
 
 
@@ -77,6 +79,10 @@ def road_heights(clouds, drive, height, width):
         exact = np.asarray(Image.open(truth))
         if exact.ndim != 2 or exact.dtype != np.uint16:
             raise ValueError("{}: not a depth map (16-bit, one channel, metres * 256)".format(truth))
+        sizes = [tuple(int(n) for n in found) for found in RESIZED_FROM.findall("\n".join(comments))]
+        if sizes and sizes[0] != exact.shape[::-1]:
+            raise ValueError("{}: a cloud of a {}x{} image, but {} is {}x{}".format(
+                path, *sizes[0], truth, *exact.shape[::-1]))
         try:
             road, depth, normal = true_road(exact / 256.0, height, width)
         except NoGroundError as err:
