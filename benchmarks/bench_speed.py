@@ -24,14 +24,16 @@ The data is a synthetic drive rendered into a temporary folder by
 tools/make_synthetic_kitti.py (or --data_path: a drive it wrote, with its splits/). The
 networks are untrained (timing does not depend on the weights). Each measure is the median
 of --repeats runs (--train_repeats for training steps) after --warmup runs, pooled over
---rounds runs of the section. With --ref and
+--rounds runs of the section. Each run of a section is a process of its own, and in it the
+eager network goes before any exported runtime is loaded: those runtimes' thread pools stay
+in the process and slow what runs after them. With --ref and
 --ref_python (defaults ../ref and ../refvenv/bin/python, if present) the reference does the
-same in a separate process with the same thread count, right after ours, on the same files;
-it is patched at run time for current libraries, never on disk. Ratios are our time over
-the reference's (< 1: ours is faster). --quick runs tiny sizes, for a smoke test. The
-default run takes 10-15 minutes a round on two cores, which must otherwise be idle: a busy core
-stalls every multi-threaded kernel of both sides at its barriers (the JSON records the
-load average).
+same in a separate process with the same thread count, on the same files, after our eager
+runs and before our exported ones; it is patched at run time for current libraries, never on
+disk. Ratios are our time over the reference's (< 1: ours is faster). --quick runs tiny
+sizes, for a smoke test. The default run takes 8 (Intel Xeon with AMX) to 26 (AMD EPYC)
+minutes a round on two cores, which must otherwise be idle: a busy core stalls every
+multi-threaded kernel of both sides at its barriers (the JSON records the load average).
 
 Neither side loads depth ground truth while training (the reference would need skimage
 and NumPy < 1.24 for it, and the step does not use it).
@@ -87,6 +89,7 @@ def parse_args(argv=None):
                         help="where to write all timings")
     parser.add_argument("--section_in", nargs=2, metavar=("WORKDIR", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # what each section's process is given
     size = {True: dict(warmup=1, repeats=2, train_repeats=2, train_batch=1),
             False: dict(warmup=1, repeats=5, train_repeats=3, train_batch=2)}[args.quick]
     for name, value in size.items():
@@ -330,13 +333,13 @@ def make_drive(args, workdir, preset):
 
 
 def save_untrained_depth_net(folder, height, width):
-    """A weights folder as training writes it (input size in the encoder file), seeded."""
+    """A weights folder as training writes it (input size in the encoder file), seeded: the
+    sections' processes load it."""
     paddle.seed(SEED)
     net = DepthNet(18)
     save_folder_atomic({"encoder.pdparams": dict(net.encoder.state_dict(), height=height, width=width,
                                                  use_stereo=True),
                         "depth.pdparams": net.decoder.state_dict()}, folder)
-    return folder
 
 
 def key_name(key):
@@ -432,10 +435,9 @@ def export_every_precision(weights, prefix, data, height=None, width=None):
 
 def inference_section(args, preset, data, weights, ref, workdir):
     """Latency per image of the eager network and of the exported one with every backend and
-    precision, per size and batch. The eager network goes first: the runtimes that the exported
-    ones load stay in the process (thread pools, memory) and took its 1024x320 image from 0.28
-    to 0.47 s on an Intel Xeon with AMX (each section runs in a process of its own for the same
-    reason)."""
+    precision, per size and batch. The eager network and the reference go first: the runtimes
+    that the exported ones load stay in the process (thread pools, memory) and took the eager
+    1024x320 image from 0.28 to 0.47 s on an Intel Xeon with AMX."""
     net, _ = load_net_and_info(weights)
     rng = np.random.default_rng(SEED)
     ours, creation, goals = {}, {}, {"eager": EAGER_GOAL}
@@ -447,6 +449,10 @@ def inference_section(args, preset, data, weights, ref, workdir):
             with paddle.no_grad():
                 ours["{}x{}/{}".format(width, height, batch), "eager"] = timed(
                     lambda: net(tensor).numpy(), args.warmup, args.repeats)
+    reference = {}
+    if ref:  # while no runtime's threads are idling in this process
+        reference = ref.run("inference", sizes=preset["infer_sizes"], batches=preset["infer_batches"],
+                            warmup=args.warmup, repeats=args.repeats)
     for (height, width), batches in inputs.items():
         prefix = os.path.join(workdir, "exported", "depth_{}x{}".format(width, height))
         export_every_precision(weights, prefix, data, height, width)
@@ -457,10 +463,6 @@ def inference_section(args, preset, data, weights, ref, workdir):
                 ours["{}x{}/{}".format(width, height, batch), mode] = timed(
                     lambda: predict(images), args.warmup, args.repeats)
             predict = None  # let it go before the next one is created
-    reference = {}
-    if ref:
-        reference = ref.run("inference", sizes=preset["infer_sizes"], batches=preset["infer_batches"],
-                            warmup=args.warmup, repeats=args.repeats)
     measures = {}
     for (key, mode), times in ours.items():
         size, batch = key.split("/")
@@ -491,38 +493,39 @@ def eval_section(args, preset, data, weights, ref, workdir):
     # the reference reads {"data": N x H x W}; all maps of the drive have one size
     np.savez(os.path.join(ref_dir, "gt_depths.npz"), data=np.stack([gt[i] for i in range(num_images)]))
 
+    reference = {}
+    if ref:  # before any runtime is loaded here (inference_section)
+        ref_weights = os.path.join(workdir, "ref_weights")  # the runner writes them
+        eval_args = ["--eval_split", "eigen", "--eval_mono", "--data_path", data, "--num_workers", "0",
+                     "--load_weights_folder", ref_weights]
+        reference = ref.run("eval", eval_args=eval_args, splits_dir=splits, weights=ref_weights,
+                            height=height, width=width, warmup=args.warmup, repeats=args.repeats)
     evaluate_depth.SPLITS_DIR = splits  # the drive's test split and ground truth, not the project's splits/
     argv = ["--eval_split", "synthetic", "--eval_mono", "--data_path", data, "--load_weights_folder", weights,
             "--num_workers", "0", "--device", "cpu"]
     prefix = os.path.join(workdir, "eval_exported", "depth")
+    ours, results, labels = {}, {}, {}
+
+    def time_evaluation(key, label, extra):
+        opt = MonodepthOptions().parse(argv + extra)
+
+        def run():
+            with contextlib.redirect_stdout(io.StringIO()):
+                results[key] = evaluate_depth.evaluate(opt)
+        ours[key], labels[key] = timed(run, args.warmup, args.repeats), label
+    time_evaluation("end_to_end", "eager", [])  # before the exported runtimes are loaded
     export_every_precision(weights, prefix, data)
-    runs = {"end_to_end": ("eager", [])}
     for precision in inference.PRECISIONS:
         try:
             backend = inference.predictor(prefix, precision=precision).backend
         except inference.BackendUnavailable as err:
             print("   skipped the evaluation in {}: {}".format(precision, err))
             continue
-        runs["exported_{}_end_to_end".format(precision)] = (
-            "exported ({} {})".format(backend, precision), ["--exported", prefix, "--precision", precision])
-    ours, results = {}, {}
-    for key, (_, extra) in runs.items():
-        opt = MonodepthOptions().parse(argv + extra)
-
-        def run():
-            with contextlib.redirect_stdout(io.StringIO()):
-                results[key] = evaluate_depth.evaluate(opt)
-        ours[key] = timed(run, args.warmup, args.repeats)
-    reference = {}
-    if ref:
-        ref_weights = os.path.join(workdir, "ref_weights")  # the runner writes them
-        eval_args = ["--eval_split", "eigen", "--eval_mono", "--data_path", data, "--num_workers", "0",
-                     "--load_weights_folder", ref_weights]
-        reference = ref.run("eval", eval_args=eval_args, splits_dir=splits, weights=ref_weights,
-                            height=height, width=width, warmup=args.warmup, repeats=args.repeats)
+        time_evaluation("exported_{}_end_to_end".format(precision), "exported ({} {})".format(backend, precision),
+                        ["--exported", prefix, "--precision", precision])
     ref_times = [t / num_images for t in reference["end_to_end"]] if reference else None
     measures = {}
-    for key, (label, _) in runs.items():
+    for key, label in labels.items():
         name = "evaluation end to end, {}, {} images at {}x{}".format(label, num_images, width, height)
         row = measure("eval", name, "s/image", [t / num_images for t in ours[key]], ref_times,
                       goal=None if key == "end_to_end" else 0.7)
@@ -631,11 +634,11 @@ def print_table(result):
                             cell(row["ours"]["per_second"], ".4g"), cell(ref.get("per_second"), ".4g")))
 
 
-def section_in_new_process(name, data, ref, workdir):
+def section_in_new_process(args, name, data, ref, workdir):
     """(measures, the reference's versions) of one run of section `name`, in a new process: the
     runtimes a section loads stay in its process and slow what runs after them (inference_section)."""
     out = os.path.join(workdir, "section_{}.json".format(name))
-    argv = sys.argv[1:] + ["--only", name, "--rounds", "1", "--data_path", data, "--section_in", workdir, out]
+    argv = args.argv + ["--only", name, "--rounds", "1", "--data_path", data, "--section_in", workdir, out]
     argv += [] if ref else ["--no_ref"]
     proc = subprocess.run([sys.executable, os.path.abspath(__file__)] + argv)
     if proc.returncode:
@@ -645,10 +648,15 @@ def section_in_new_process(name, data, ref, workdir):
     return result["measures"], result["versions"]
 
 
-def run_section(args, workdir, out):
-    """The body of section_in_new_process: one section, written to `out`."""
+def preset_of(args):
     preset = dict(QUICK if args.quick else FULL)
     preset["infer_batches"] = args.infer_batches or preset["infer_batches"]
+    return preset
+
+
+def run_section(args, workdir, out):
+    """The body of section_in_new_process: one section, written to `out`."""
+    preset = preset_of(args)
     paddle.set_device("cpu")
     ref = None if args.no_ref else Reference(args, workdir)
     data, weights = os.path.abspath(args.data_path), os.path.join(workdir, "weights")
@@ -664,16 +672,14 @@ def run_section(args, workdir, out):
 def main(args):
     if args.section_in:
         return run_section(args, *args.section_in)
-    preset = dict(QUICK if args.quick else FULL)
-    preset["infer_batches"] = args.infer_batches or preset["infer_batches"]
-    paddle.set_device("cpu")
+    preset = preset_of(args)
     load = os.getloadavg()[0]
     if load > BUSY_LOAD:
         print("warning: the load average is {:.1f}: other work on this machine will slow both sides, "
               "the reference most (its threads wait for each other at every kernel)".format(load))
     result = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "command": [sys.executable] + sys.argv, "machine": machine_info(), "quick": args.quick,
-              "settings": {k: v for k, v in vars(args).items() if k not in ("ref", "ref_python", "json")},
+              "settings": {k: v for k, v in vars(args).items() if k not in ("ref", "ref_python", "json", "section_in", "argv")},
               "measures": {}}
     with tempfile.TemporaryDirectory() as workdir:
         ref = Reference.create(args, workdir)
@@ -688,7 +694,7 @@ def main(args):
                 print("timing {}{}{}".format(name, " (ours, then the reference)" if ref else "",
                                              ", round {} of {}".format(number + 1, args.rounds) if args.rounds > 1
                                              else ""), flush=True)
-                measures, ref_versions = section_in_new_process(name, data, ref, workdir)
+                measures, ref_versions = section_in_new_process(args, name, data, ref, workdir)
                 versions = ref_versions or versions  # the video section runs no reference
                 rounds.append(measures)
             result["measures"].update({key: pooled([r[key] for r in rounds]) for key in rounds[0]})

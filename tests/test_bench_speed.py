@@ -72,6 +72,14 @@ def test_bad_flags_are_usage_errors(flags, message):
     assert message in proc.stderr
 
 
+def test_a_failing_section_stops_the_run_naming_it(tmp_path):
+    proc = bench("--quick", "--no_ref", "--threads", "1", "--only", "train", "--train_batch", "100",
+                 "--json", str(tmp_path / "speed.json"))
+    assert proc.returncode == 1
+    assert "the train section failed" in proc.stderr
+    assert not (tmp_path / "speed.json").exists()
+
+
 def test_rounds_pool_their_repeats(tmp_path):
     out = tmp_path / "speed.json"
     proc = bench("--quick", "--no_ref", "--threads", "1", "--only", "inference", "--rounds", "2", "--json", str(out))

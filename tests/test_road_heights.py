@@ -110,6 +110,10 @@ def test_errors_name_the_file(drive, tmp_path, capsys):
     write_cloud(tmp_path / "big", K, comment=demo_comment(K, image=(1242, 375)))  # a full-size KITTI frame's cloud
     assert "big/0000000000.ply: a cloud of a 1242x375 image, but {} is 621x188".format(
         drive / "proj_depth" / "groundtruth" / "image_02" / "0000000000.png") in error(tmp_path / "big")
+    # a 128x96 network's cloud has as many points as a 192x64 one's; its comment tells them apart
+    write_cloud(tmp_path / "other", K, comment=demo_comment(K).replace("192x64 depth map", "128x96 depth map"))
+    assert "other/0000000000.ply: a cloud of a 128x96 depth map, not 192x64 (--width/--height)" in error(
+        tmp_path / "other")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "0000000000.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 9\n"
                                                       b"property float x\nend_header\n\x00")

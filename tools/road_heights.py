@@ -28,7 +28,8 @@ from metric_depth import (KITTI_CAMERA_HEIGHT, NoGroundError, backproject, camer
 from scene_files import read_ply  # noqa: E402
 
 ON_ROAD = 0.02  # metres from the true road plane
-RESIZED_FROM = re.compile(r"resized from a (\d+)x(\d+) image")  # demo.CLOUD_INTRINSICS; older clouds lack it
+# the sizes in demo.CLOUD_INTRINSICS (clouds written before it lack them)
+SIZES = re.compile(r"pixels of the (\d+)x(\d+) depth map, resized from a (\d+)x(\d+) image")
 DISTANCES = (0, 10, 20, 40, np.inf)  # metres, the report's bins of true depth
 
 
@@ -69,6 +70,10 @@ def road_heights(clouds, drive, height, width):
             raise ValueError("{}: points that are not finite numbers".format(path))
         if not any("in metres" in line for line in comments):
             raise ValueError("{}: not in metres (run demo.py with --camera_height)".format(path))
+        sizes = SIZES.search("\n".join(comments))
+        if sizes and tuple(map(int, sizes.groups()[:2])) != (width, height):
+            raise ValueError("{}: a cloud of a {}x{} depth map, not {}x{} (--width/--height)".format(
+                path, *sizes.groups()[:2], width, height))
         if len(points) != height * width:
             raise ValueError("{}: {} points, not one per pixel of {} x {} (--height/--width; no "
                              "--cloud_max_depth)".format(path, len(points), height, width))
@@ -79,10 +84,9 @@ def road_heights(clouds, drive, height, width):
         exact = np.asarray(Image.open(truth))
         if exact.ndim != 2 or exact.dtype != np.uint16:
             raise ValueError("{}: not a depth map (16-bit, one channel, metres * 256)".format(truth))
-        sizes = [tuple(int(n) for n in found) for found in RESIZED_FROM.findall("\n".join(comments))]
-        if sizes and sizes[0] != exact.shape[::-1]:
+        if sizes and tuple(map(int, sizes.groups()[2:])) != exact.shape[::-1]:
             raise ValueError("{}: a cloud of a {}x{} image, but {} is {}x{}".format(
-                path, *sizes[0], truth, *exact.shape[::-1]))
+                path, *sizes.groups()[2:], truth, *exact.shape[::-1]))
         try:
             road, depth, normal = true_road(exact / 256.0, height, width)
         except NoGroundError as err:
