@@ -26,12 +26,12 @@ networks are untrained (timing does not depend on the weights). Each measure is 
 of --repeats runs (--train_repeats for training steps) after --warmup runs, pooled over
 --rounds runs of the section. Each run of a section is a process of its own, and in it the
 eager network goes before any exported runtime is loaded: those runtimes' thread pools stay
-in the process and slow what runs after them. With --ref and
---ref_python (defaults ../ref and ../refvenv/bin/python, if present) the reference does the
-same in a separate process with the same thread count, on the same files, after our eager
-runs and before our exported ones; it is patched at run time for current libraries, never on
-disk. Ratios are our time over the reference's (< 1: ours is faster). --quick runs tiny
-sizes, for a smoke test. The default run takes 8 (Intel Xeon with AMX) to 26 (AMD EPYC)
+in the process and can slow what runs after them. With --ref and --ref_python (defaults
+../ref and ../refvenv/bin/python, if present) the reference does the same in a separate
+process with the same thread count, on the same files, after our training steps and eager
+network and before any exported model (first in the eval section); it is patched at run time
+for current libraries, never on disk. Ratios are our time over the reference's (< 1: ours is
+faster). --quick runs tiny sizes, for a smoke test. The default run takes 8 (Intel Xeon with AMX) to 26 (AMD EPYC)
 minutes a round on two cores, which must otherwise be idle: a busy core stalls every
 multi-threaded kernel of both sides at its barriers (the JSON records the load average).
 
@@ -673,13 +673,15 @@ def main(args):
     if args.section_in:
         return run_section(args, *args.section_in)
     preset = preset_of(args)
+    paddle.set_device("cpu")  # the untrained weights from the CPU's generator, on any machine
     load = os.getloadavg()[0]
     if load > BUSY_LOAD:
         print("warning: the load average is {:.1f}: other work on this machine will slow both sides, "
               "the reference most (its threads wait for each other at every kernel)".format(load))
     result = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "command": [sys.executable] + sys.argv, "machine": machine_info(), "quick": args.quick,
-              "settings": {k: v for k, v in vars(args).items() if k not in ("ref", "ref_python", "json", "section_in", "argv")},
+              "settings": {k: v for k, v in vars(args).items()
+                           if k not in ("ref", "ref_python", "json", "section_in", "argv")},
               "measures": {}}
     with tempfile.TemporaryDirectory() as workdir:
         ref = Reference.create(args, workdir)
@@ -691,7 +693,7 @@ def main(args):
                 continue
             rounds = []
             for number in range(args.rounds):
-                print("timing {}{}{}".format(name, " (ours, then the reference)" if ref else "",
+                print("timing {}{}{}".format(name, " (ours and the reference)" if ref and name != "video" else "",
                                              ", round {} of {}".format(number + 1, args.rounds) if args.rounds > 1
                                              else ""), flush=True)
                 measures, ref_versions = section_in_new_process(args, name, data, ref, workdir)

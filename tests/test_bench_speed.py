@@ -5,6 +5,7 @@ import os
 import statistics
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -49,6 +50,7 @@ def test_quick_run_times_every_measure(tmp_path):
     assert measures["train/in_memory"]["ours"]["per_second"] == pytest.approx(
         1 / measures["train/in_memory"]["ours"]["median"])
     assert result["machine"]["threads"] == 1
+    assert not {"argv", "section_in"} & set(result["settings"])  # the sections' processes' plumbing
     with open("/proc/cpuinfo") as f:
         cpuinfo = f.read()
     model = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")][0]
@@ -70,6 +72,25 @@ def test_bad_flags_are_usage_errors(flags, message):
     proc = bench(*flags)
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+def test_the_eager_network_and_the_reference_go_before_any_exported_runtime(monkeypatch, tmp_path):
+    """Runtimes loaded in a process slow what runs after them (DEVELOPERS.md)."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import bench_speed
+    calls = []
+
+    class Reference:
+        def run(self, section, **cfg):
+            calls.append("reference")
+            return {}
+    monkeypatch.setattr(bench_speed, "load_net_and_info", lambda weights: (lambda x: calls.append("eager") or x, {}))
+    monkeypatch.setattr(bench_speed, "export_every_precision", lambda *args: calls.append("export"))
+    monkeypatch.setattr(bench_speed, "exported_predictors", lambda prefix: iter(()))
+    preset = {"infer_sizes": [(64, 192), (96, 320)], "infer_batches": [1, 2]}
+    bench_speed.inference_section(SimpleNamespace(warmup=0, repeats=1), preset, "drive", "weights", Reference(),
+                                  str(tmp_path))
+    assert calls == ["eager"] * 4 + ["reference", "export", "export"]
 
 
 def test_a_failing_section_stops_the_run_naming_it(tmp_path):

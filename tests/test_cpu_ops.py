@@ -28,6 +28,25 @@ def relative_l2(a, b):
     return np.linalg.norm(a - b) / np.linalg.norm(b)
 
 
+def paddle_divides_as_ieee():
+    """Paddle's float32 division of large tensors goes to MKL's vector division, which on CPUs
+    with AVX-512 rounds a few quotients in a thousand one ulp off (DEVELOPERS.md)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.uniform(0.1, 2, 12000).astype(np.float32) for _ in range(2))
+    return np.array_equal((paddle.to_tensor(a) / paddle.to_tensor(b)).numpy(), a / b)
+
+
+def assert_same_error(fused, composed, exact):
+    """The fused error map is the composed one bit for bit, as IEEE 754 arithmetic gives it in
+    the written order. Where Paddle's division is not IEEE's, its SSIM quotient (about 1) is
+    an ulp off in places, which 1 - quotient keeps: within that, and about as close to float64."""
+    if paddle_divides_as_ieee():
+        np.testing.assert_array_equal(fused, composed)
+    else:
+        np.testing.assert_allclose(fused, composed, rtol=0, atol=np.finfo(np.float32).eps)
+        assert relative_l2(fused, exact) <= 1.1 * relative_l2(composed, exact)  # as the gradients
+
+
 def results(layer, x):
     """Output and gradients of sum(y^2) with respect to the input (when it takes one), the
     weights and the bias."""
@@ -219,7 +238,7 @@ def test_photometric_error_is_the_composed_one_bit_for_bit_with_as_accurate_a_gr
     fused = photometric(layers.photometric_error, pred, target, "float32", transposed)
     composed = photometric(layers.composed_photometric_error, pred, target, "float32", transposed)
     exact = photometric(layers.composed_photometric_error, pred, target, "float64", transposed)
-    np.testing.assert_array_equal(fused[0], composed[0])
+    assert_same_error(fused[0], composed[0], exact[0])
     assert relative_l2(fused[1], exact[1]) <= 1.1 * relative_l2(composed[1], exact[1]) + 1e-7
     assert relative_l2(fused[1], exact[1]) < 1e-5
 
@@ -239,7 +258,7 @@ def test_photometric_error_clamps_as_the_composed_one_where_ssim_rounds_below_ze
     fused = photometric(layers.photometric_error, pred, target, "float32")
     composed = photometric(layers.composed_photometric_error, pred, target, "float32")
     exact = photometric(layers.composed_photometric_error, pred, target, "float64")
-    np.testing.assert_array_equal(fused[0], composed[0])
+    assert_same_error(fused[0], composed[0], exact[0])
     assert relative_l2(fused[1], exact[1]) <= 1.1 * relative_l2(composed[1], exact[1]) + 1e-7
 
 
