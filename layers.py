@@ -247,7 +247,8 @@ def composed_photometric_error(pred, target, target_stats):
 
 
 def photometric_error(pred, target, target_stats):
-    """composed_photometric_error, the same values; `target_stats` must be SSIM.target_stats(target).
+    """composed_photometric_error, the same values (in IEEE 754 arithmetic; DEVELOPERS.md for MKL's
+    division); `target_stats` must be SSIM.target_stats(target).
     Eagerly on the CPU it is one cpu_ops kernel, which reads the target from its statistics
     and gives it no gradient: composed of Paddle's elementwise operators it was a sixth of a
     training step."""

@@ -8,7 +8,7 @@
 // The target's statistics come in precomputed (layers.SSIM.target_stats: the padded target, its
 // window mean and the window mean of its square); the target takes no gradient. The forward
 // follows the composed version's order of operations (layers.composed_photometric_error), so
-// the two agree bit for bit, channel means included.
+// the two agree bit for bit, channel means included, where Paddle's division is IEEE 754's.
 
 #include <algorithm>
 #include <cmath>

@@ -76,7 +76,7 @@ def test_bad_flags_are_usage_errors(flags, message):
 
 def test_the_eager_network_and_the_reference_go_before_any_exported_runtime(monkeypatch, tmp_path):
     """Runtimes loaded in a process slow what runs after them (DEVELOPERS.md)."""
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
     import bench_speed
     calls = []
 
@@ -86,11 +86,11 @@ def test_the_eager_network_and_the_reference_go_before_any_exported_runtime(monk
             return {}
     monkeypatch.setattr(bench_speed, "load_net_and_info", lambda weights: (lambda x: calls.append("eager") or x, {}))
     monkeypatch.setattr(bench_speed, "export_every_precision", lambda *args: calls.append("export"))
-    monkeypatch.setattr(bench_speed, "exported_predictors", lambda prefix: iter(()))
+    monkeypatch.setattr(bench_speed, "exported_predictors", lambda prefix: calls.append("predictors") or iter(()))
     preset = {"infer_sizes": [(64, 192), (96, 320)], "infer_batches": [1, 2]}
     bench_speed.inference_section(SimpleNamespace(warmup=0, repeats=1), preset, "drive", "weights", Reference(),
                                   str(tmp_path))
-    assert calls == ["eager"] * 4 + ["reference", "export", "export"]
+    assert calls == ["eager"] * 4 + ["reference"] + ["export", "predictors"] * 2
 
 
 def test_a_failing_section_stops_the_run_naming_it(tmp_path):

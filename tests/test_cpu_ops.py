@@ -44,6 +44,7 @@ def assert_same_error(fused, composed, exact):
         np.testing.assert_array_equal(fused, composed)
     else:
         np.testing.assert_allclose(fused, composed, rtol=0, atol=np.finfo(np.float32).eps)
+        assert np.mean(fused != composed) < 0.02  # where a quotient was rounded off, not everywhere
         assert relative_l2(fused, exact) <= 1.1 * relative_l2(composed, exact)  # as the gradients
 
 
@@ -229,7 +230,7 @@ def photometric(function, pred, target, dtype, transposed=False):
 
 @pytest.mark.skipif(not BUILDS_HERE, reason="the operators are built on Linux x86_64 only")
 @pytest.mark.parametrize("shape, transposed", [((2, 3, 12, 17), False), ((1, 2, 2, 2), False), ((3, 1, 7, 5), True)])
-def test_photometric_error_is_the_composed_one_bit_for_bit_with_as_accurate_a_gradient(shape, transposed):
+def test_photometric_error_is_the_composed_one_with_as_accurate_a_gradient(shape, transposed):
     assert cpu_ops.operators() is not None, "the operators did not build (see stderr)"
     rng = np.random.default_rng(8)
     target = rng.uniform(0, 1, shape).astype(np.float32)
