@@ -427,9 +427,12 @@ class Scene3D:
         self.scales.append(scale)
         return scale
 
-    def write_cloud_of(self, name, batch, depth, scale):
-        """The frame's own point cloud, when asked for (scale None: the network's units)."""
+    def write_cloud_of(self, name, image, batch, depth, scale):
+        """The frame's own point cloud, when asked for (scale None: the network's units), with the
+        intrinsics of its image's size (a frame held for a road may differ from the one after)."""
         if self.args.point_cloud:
+            if image.size != self.size:
+                self.use_intrinsics(image.size)
             self.write_cloud(os.path.join(self.output_dir, name + ".ply"), backproject(depth, self.K) * (scale or 1),
                              colours_of(batch), scale is not None)
 
@@ -549,7 +552,7 @@ def run(args):
             metres = scene.frame(name, image, batch, held[-1].depth[0, 0])
             if metres is not WAIT:
                 for frame in held:
-                    scene.write_cloud_of(frame.name, frame.batch, frame.depth[0, 0], metres)
+                    scene.write_cloud_of(frame.name, frame.image, frame.batch, frame.depth[0, 0], metres)
                     written.frame(frame, metres)
                 held = []
         seconds = time.perf_counter() - start

@@ -245,6 +245,28 @@ def test_frames_without_a_road_wait_for_the_first_with_one(mono_weights, frames,
     assert not os.path.exists(tmp_path / "none" / "000_depth.npy")
 
 
+def test_a_held_frame_of_another_size_keeps_its_own_intrinsics(mono_weights, tmp_path, road_network):
+    """A 384 x 128 frame without a road, held until the 192 x 64 frame after it shows one: its
+    cloud is back-projected with the intrinsics of its own size, and its comment says so."""
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    rng = np.random.default_rng(2)
+    large = rng.integers(1, 256, (128, 384, 3), dtype=np.uint8)
+    large[:16, :16] = 0  # black after the resize too: the road network sees its wall
+    Image.fromarray(large).save(drive / "000.png")
+    Image.fromarray(rng.integers(1, 256, (64, 192, 3), dtype=np.uint8)).save(drive / "001.png")
+    out = tmp_path / "out"
+    run_demo("--image_path", drive, "--ext", "png", "--load_weights_folder", mono_weights, "--camera_height", 1.65,
+             "--pred_metric_depth", "--point_cloud", "--output_dir", out)
+    for name, size in [("000", (384, 128)), ("001", (192, 64))]:
+        K = camera_matrix(KITTIDataset.K, 192, 64, size)
+        depth = np.load(out / "{}_depth.npy".format(name))[0, 0]
+        points, _, comments = read_ply(out / "{}.ply".format(name))
+        assert comments[1] == demo.CLOUD_INTRINSICS.format(K[0, 0], K[1, 1], K[0, 2], K[1, 2], 192, 64, *size)
+        np.testing.assert_allclose(points, backproject(depth, K).reshape(-1, 3), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.load(out / "000_depth.npy"), 5, rtol=1e-4)  # the wall, with 001's scale
+
+
 def test_only_frames_with_a_road_count_in_the_sequence_scale(mono_weights, frames, tmp_path, monkeypatch, capsys):
     scales = iter([None, 1.0, None, 3.0, 5.0])  # None: no road in that frame
 
