@@ -51,6 +51,30 @@ def test_objects_and_noise_on_the_road_do_not_move_the_plane():
     assert scale * 0.2 == pytest.approx(1.0, abs=0.01)
 
 
+def test_a_tilted_surface_over_a_noisy_road_does_not_take_its_place():
+    """A surface rising 15 degrees from the near road over the left of the lower image, exact,
+    beside a road with 5% depth noise: the surface holds more points within the tolerance than
+    the road does, but most of the road lies beneath it; the road is found, within its noise."""
+    rng = np.random.default_rng(5)
+    depth, _ = road_depth(1.65)
+    depth = depth * rng.normal(1, 0.05, depth.shape)
+    tilt = np.radians(15)
+    surface = np.array([0, np.cos(tilt), np.sin(tilt)])
+    rays = backproject(np.ones((HEIGHT, WIDTH)), K)
+    meets = 1.65 * np.cos(tilt) + np.sin(tilt) * depth[-1, WIDTH // 2]  # the road at the bottom row
+    along = rays @ surface
+    on_surface = np.where(along > 0, meets / np.where(along > 0, along, 1), np.inf)
+    left = np.zeros_like(depth, dtype=bool)
+    left[:, :WIDTH * 2 // 5] = True
+    depth = np.where(left & (on_surface < depth), on_surface, depth)
+    points = ground_points(depth, K)
+    counted = np.count_nonzero(np.abs(points @ surface - meets) < 0.03 * meets)
+    assert counted > 1.2 * np.count_nonzero(np.abs(points[:, 1] - 1.65) < 0.03 * 1.65)  # more points on it
+    normal, distance, _ = fit_ground_plane(points)
+    assert distance == pytest.approx(1.65, rel=0.05)  # counting alone: 3.28, the surface's
+    assert np.degrees(np.arccos(min(1.0, normal[1]))) < 1
+
+
 def test_no_road_is_an_error():
     wall = np.full((HEIGHT, WIDTH), 5.0)  # a wall facing the camera: its normal is the z axis
     with pytest.raises(NoGroundError, match="no ground plane"):
