@@ -9,8 +9,9 @@ of the camera above a flat road.
 The road's points, back-projected with the intrinsics, lie on a plane whose distance from the
 camera is its mounting height; so scale = camera height / fitted plane distance. The plane is
 fitted by RANSAC on the lower part of the image, rejecting planes whose normal is far from the
-camera's down axis (+y: x right, y down, z forward), then refined by least squares on its
-inliers. A video or a sequence takes the median of its frames' scales (sequence_scale).
+camera's down axis (+y: x right, y down, z forward) and preferring planes with nothing well
+beneath them, then refined by least squares on its inliers. A video or a sequence takes the
+median of its frames' scales (sequence_scale).
 """
 import numpy as np
 
@@ -18,7 +19,7 @@ KITTI_CAMERA_HEIGHT = 1.65  # KITTI's colour cameras above the road, in metres
 GROUND_ROWS = 0.55  # the plane is looked for below this fraction of the image's height
 MAX_TILT_DEGREES = 20  # largest angle between the road's normal and the camera's down axis
 INLIER_TOLERANCE = 0.03  # a point is on the plane within this fraction of the plane's distance
-BENEATH = 3  # a point this many tolerances beneath a plane counts against it: nothing is seen under the road
+BENEATH = 5  # a point this many tolerances beneath a plane counts against it: nothing is seen under the road
 MIN_GROUND_FRACTION = 0.15  # of the lower region's points, for the plane to count as the road
 RANSAC_ITERATIONS = 200
 
@@ -73,33 +74,35 @@ def least_squares_plane(points):
 def fit_ground_plane(points, max_tilt=MAX_TILT_DEGREES, tolerance=INLIER_TOLERANCE,
                      min_fraction=MIN_GROUND_FRACTION, iterations=RANSAC_ITERATIONS, seed=0):
     """(normal, distance, inlier mask) of the road plane n . p = d among N x 3 camera points
-    (n points down, d > 0 is the camera's height in the points' units). RANSAC keeps the plane
-    below the camera, among normals within `max_tilt` degrees of +y, with the most points within
-    `tolerance` * d less those more than BENEATH times that beneath it, then refits it to its
-    inliers. The road is the lowest surface a camera above it sees: counting inliers alone, a
-    network's noisy road lost to planes tilted 8-17 degrees through the near road and the feet
-    of cars and walls, which leave most of the road beneath them (DEVELOPERS.md).
-    NoGroundError when no such plane holds `min_fraction` of the points."""
+    (n points down, d > 0 is the camera's height in the points' units). Among the planes below
+    the camera with normals within `max_tilt` degrees of +y that hold `min_fraction` of the
+    points within `tolerance` * d, RANSAC keeps the one whose count less the points more than
+    BENEATH times that beneath it is largest, then refits it to its inliers (NoGroundError when
+    there is none). The road is the lowest surface a camera above it sees: counting inliers
+    alone, a partly trained network's noisy road lost to planes tilted 8-17 degrees through the
+    near road and the feet of cars and walls, which leave most of the road beneath them
+    (DEVELOPERS.md)."""
     points = np.asarray(points, dtype=np.float64)
     points = points[np.isfinite(points).all(axis=1)]
     if len(points) < 3:
         raise NoGroundError("no ground plane: fewer than 3 points")
     cos_tilt = np.cos(np.radians(max_tilt))
     rng = np.random.default_rng(seed)
-    best, best_score, best_count = None, -np.inf, 0
+    best, best_score, most = None, -np.inf, 0
     for sample in rng.integers(0, len(points), size=(iterations, 3)):
         normal, distance = plane_through(points[sample])
         if normal is None or normal[1] < cos_tilt or distance <= 0:
             continue
         offsets = points @ normal - distance
         count = np.count_nonzero(np.abs(offsets) < tolerance * distance)
+        most = max(most, count)
         score = count - np.count_nonzero(offsets > BENEATH * tolerance * distance)
-        if score > best_score:
-            best, best_score, best_count = (normal, distance), score, count
-    if best is None or best_count < min_fraction * len(points):
+        if count >= min_fraction * len(points) and score > best_score:
+            best, best_score = (normal, distance), score
+    if best is None:
         raise NoGroundError("no ground plane: no plane within {} degrees of level below the camera holds {:.0%} "
                             "of the points of the lower image (best: {:.0%})".format(
-                                max_tilt, min_fraction, best_count / len(points)))
+                                max_tilt, min_fraction, most / len(points)))
     normal, distance = best
     for _ in range(3):  # refit to the inliers, which the refined plane may change
         inliers = np.abs(points @ normal - distance) < tolerance * distance
