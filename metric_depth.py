@@ -76,8 +76,8 @@ def fit_ground_plane(points, max_tilt=MAX_TILT_DEGREES, tolerance=INLIER_TOLERAN
     """(normal, distance, inlier mask) of the road plane n . p = d among N x 3 camera points
     (n points down, d > 0 is the camera's height in the points' units). Among the planes below
     the camera with normals within `max_tilt` degrees of +y that hold `min_fraction` of the
-    points within `tolerance` * d, RANSAC keeps the one whose count less the points more than
-    BENEATH times that beneath it is largest, then refits it to its inliers (NoGroundError when
+    points within `tolerance` * d, RANSAC keeps the one whose inliers minus the points more than
+    BENEATH * tolerance * d beneath it are most, then refits it to its inliers (NoGroundError when
     there is none). The road is the lowest surface a camera above it sees: counting inliers
     alone, a partly trained network's noisy road lost to planes tilted 8-17 degrees through the
     near road and the feet of cars and walls, which leave most of the road beneath them
@@ -101,7 +101,7 @@ def fit_ground_plane(points, max_tilt=MAX_TILT_DEGREES, tolerance=INLIER_TOLERAN
             best, best_score = (normal, distance), score
     if best is None:
         raise NoGroundError("no ground plane: no plane within {} degrees of level below the camera holds {:.0%} "
-                            "of the points of the lower image (best: {:.0%})".format(
+                            "of the points of the lower image (largest: {:.0%})".format(
                                 max_tilt, min_fraction, most / len(points)))
     normal, distance = best
     for _ in range(3):  # refit to the inliers, which the refined plane may change

@@ -81,7 +81,7 @@ def test_a_very_noisy_road_is_still_found():
     rng = np.random.default_rng(0)
     depth, _ = road_depth(1.65)
     normal, distance, _ = fit_ground_plane(ground_points(depth * rng.normal(1, 0.14, depth.shape), K))
-    assert distance == pytest.approx(1.65, rel=0.15)  # as noisy as its points (counting alone: 3-11% off)
+    assert distance == pytest.approx(1.65, rel=0.15)  # +13.8%: points beneath push it down (counting: +7.8%)
     assert np.degrees(np.arccos(min(1.0, normal[1]))) < 3
 
 
